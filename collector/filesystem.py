@@ -1,0 +1,201 @@
+"""Filesystem sizes and free space per mount, as node_exporter's filesystem collector.
+
+Each mount's ``statvfs`` runs in a worker thread with a deadline, because a
+stat on a dead NFS server blocks in the kernel forever. A mount that misses
+its deadline is reported with ``node_filesystem_device_error 1`` and skipped
+on later runs until its pending stat finally returns, as node_exporter does
+with its stuck mounts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from collector.model import Sample, gauge
+from collector.procfs import read_text
+from collector.registry import CollectorFailure, Context, register
+from collector.schema import Duration, Regex, compile_regex
+
+log = logging.getLogger("opsagent.collector.filesystem")
+
+SIZE = gauge("node_filesystem_size_bytes", "Filesystem size in bytes.")
+FREE = gauge("node_filesystem_free_bytes", "Filesystem free space in bytes.")
+AVAIL = gauge("node_filesystem_avail_bytes", "Filesystem space available to non-root users in bytes.")
+FILES = gauge("node_filesystem_files", "Filesystem total file nodes.")
+FILES_FREE = gauge("node_filesystem_files_free", "Filesystem total free file nodes.")
+READONLY = gauge("node_filesystem_readonly", "Filesystem read-only status.")
+DEVICE_ERROR = gauge(
+    "node_filesystem_device_error", "Whether an error occurred while getting statistics for the given device."
+)
+
+# node_exporter 1.5's defaults for --collector.filesystem.mount-points-exclude
+# and --collector.filesystem.fs-types-exclude.
+DEFAULT_MOUNT_POINTS_EXCLUDE = Regex(
+    r"^/(dev|proc|run|sys|mnt|media|var/lib/docker/.+|var/lib/containers/storage/.+)($|/)"
+)
+DEFAULT_FS_TYPES_EXCLUDE = Regex(
+    r"^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs|devpts|devtmpfs|fusectl|hugetlbfs|iso9660"
+    r"|mqueue|nsfs|overlay|proc|procfs|pstore|rpc_pipefs|securityfs|selinuxfs|squashfs|sysfs|tracefs)$"
+)
+DEFAULT_STAT_TIMEOUT = Duration(5)
+
+
+@dataclass(frozen=True)
+class FilesystemConfig:
+    """Options of the filesystem collector."""
+
+    enabled: bool | None = None
+    # mount points not reported (RE2; matched anywhere, anchor it yourself)
+    mount_points_exclude: Regex = DEFAULT_MOUNT_POINTS_EXCLUDE
+    # filesystem types not reported (RE2)
+    fs_types_exclude: Regex = DEFAULT_FS_TYPES_EXCLUDE
+    # how long one mount's statvfs may take before the mount counts as stuck
+    stat_timeout: Duration = DEFAULT_STAT_TIMEOUT
+
+    def check(self) -> list[tuple[str, str]]:
+        if self.stat_timeout <= 0:
+            return [("stat_timeout", "must be greater than 0")]
+        return []
+
+
+class Mount(NamedTuple):
+    """One line of /proc/mounts."""
+
+    device: str
+    mountpoint: str
+    fstype: str
+    options: str
+
+
+def _unescape(field: str) -> str:
+    # /proc/mounts escapes space and tab as octal, as fstab(5) does.
+    return field.replace("\\040", " ").replace("\\011", "\t")
+
+
+def parse_mounts(text: str) -> list[Mount]:
+    """Parse /proc/mounts; a line with fewer than four fields raises ValueError."""
+    out: list[Mount] = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) < 4:
+            raise ValueError(f"line {lineno}: malformed mount line {line[:80]!r}")
+        out.append(Mount(parts[0], _unescape(parts[1]), parts[2], parts[3]))
+    return out
+
+
+def read_mounts(proc: Path) -> list[Mount]:
+    """The mounts seen by PID 1 (the host's, inside a container), else our own."""
+    path = proc / "1" / "mounts"
+    if not path.exists():  # hidepid=2 hides other processes' mount tables
+        path = proc / "mounts"
+    try:
+        return parse_mounts(read_text(path))
+    except ValueError as e:
+        raise CollectorFailure(f"{path}: {e}") from e
+
+
+StatFunc = Callable[[str], Any]  # os.statvfs or a test double returning the same fields
+
+
+class _StatJob:
+    __slots__ = ("abandoned", "done", "error", "path", "result")
+
+    def __init__(self, path: str):
+        self.path = path
+        self.done = threading.Event()
+        self.result: Any = None
+        self.error: OSError | None = None
+        self.abandoned = False
+
+
+@register("filesystem", config=FilesystemConfig)
+class FilesystemCollector:
+    """Size, free and available bytes and inodes of each mounted filesystem."""
+
+    name = "filesystem"
+
+    def __init__(self, config: FilesystemConfig, statfs: StatFunc = os.statvfs):
+        self.config = config
+        self.statfs = statfs
+        self._mp_exclude = compile_regex(config.mount_points_exclude)
+        self._fs_exclude = compile_regex(config.fs_types_exclude)
+        self._lock = threading.Lock()
+        # mount point -> its pending job; cleared by the worker when the stat returns
+        self._stuck: dict[str, _StatJob] = {}
+        self._jobs: queue.SimpleQueue[_StatJob] | None = None
+
+    # -- the stat worker: one thread reused across runs, abandoned when it hangs
+
+    def _worker(self, jobs: queue.SimpleQueue[_StatJob]) -> None:
+        while True:
+            job = jobs.get()
+            try:
+                job.result = self.statfs(job.path)
+            except OSError as e:
+                job.error = e
+            with self._lock:
+                job.done.set()
+                if job.abandoned:
+                    # the stuck mount answered at last: stat it again next run
+                    for mp, j in list(self._stuck.items()):
+                        if j is job:
+                            del self._stuck[mp]
+                    log.info("mount point responds again", extra={"path": job.path})
+                    return  # the collector has started a new worker meanwhile
+
+    def _stat(self, mountpoint: str, path: str) -> _StatJob | None:
+        """Stat ``path`` within the deadline; None (and the mount marked stuck) on timeout."""
+        if self._jobs is None:
+            self._jobs = queue.SimpleQueue()
+            threading.Thread(
+                target=self._worker, args=(self._jobs,), name="filesystem-statfs", daemon=True
+            ).start()
+        job = _StatJob(path)
+        self._jobs.put(job)
+        if job.done.wait(self.config.stat_timeout):
+            return job
+        with self._lock:
+            if job.done.is_set():
+                return job
+            job.abandoned = True
+            self._stuck[mountpoint] = job
+            self._jobs = None  # the old worker is blocked; later stats need a new one
+        log.warning("mount point is not responding", extra={"mountpoint": mountpoint})
+        return None
+
+    def collect(self, ctx: Context) -> Iterator[Sample]:
+        root = str(ctx.paths.root).rstrip("/")
+        seen: set[tuple[str, str, str]] = set()
+        for m in read_mounts(ctx.paths.proc):
+            if self._mp_exclude.search(m.mountpoint) or self._fs_exclude.search(m.fstype):
+                continue
+            key = (m.device, m.mountpoint, m.fstype)
+            if key in seen:  # a mount shadowed by another on the same point: report once
+                continue
+            seen.add(key)
+            labels = {"device": m.device, "fstype": m.fstype, "mountpoint": m.mountpoint}
+            with self._lock:
+                stuck = m.mountpoint in self._stuck
+            job = None if stuck else self._stat(m.mountpoint, root + m.mountpoint)
+            if job is None or job.error is not None:
+                yield DEVICE_ERROR.sample(1, labels)
+                continue
+            st = job.result
+            bsize = float(st.f_bsize)  # node_exporter multiplies by f_bsize too
+            yield DEVICE_ERROR.sample(0, labels)
+            yield SIZE.sample(st.f_blocks * bsize, labels)
+            yield FREE.sample(st.f_bfree * bsize, labels)
+            yield AVAIL.sample(st.f_bavail * bsize, labels)
+            yield FILES.sample(st.f_files, labels)
+            yield FILES_FREE.sample(st.f_ffree, labels)
+            yield READONLY.sample(1 if "ro" in m.options.split(",") else 0, labels)
+
