@@ -57,11 +57,14 @@ class Runner:
         make_context: Callable[[Job], Context],
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        cancelled: Callable[[], bool] = lambda: False,
     ):
         self.jobs = {j.name: j for j in jobs}
         self.make_context = make_context
         self.clock = clock
         self.monotonic = monotonic
+        # polled while waiting, so a shutdown does not wait for slow collectors' deadlines
+        self.cancelled = cancelled
 
     def due(self, now: float) -> list[str]:
         """Names of jobs whose interval has elapsed (by the monotonic clock)."""
@@ -89,13 +92,21 @@ class Runner:
             th.start()
             started.append((job, res, th, t0))
         for job, res, th, t0 in started:
-            th.join(max(0.0, t0 + job.timeout - self.monotonic()))
+            deadline = t0 + job.timeout
+            while th.is_alive() and not self.cancelled():
+                remaining = deadline - self.monotonic()
+                if remaining <= 0:
+                    break
+                th.join(min(remaining, 0.25))
             if th.is_alive():
                 res.success = False
                 res.samples = []
                 res.duration = self.monotonic() - t0
-                res.error = f"timed out after {job.timeout:g}s"
-                log.error("collector timed out", extra={"collector": job.name, "timeout": job.timeout})
+                if self.cancelled():
+                    res.error = "cancelled at shutdown"
+                else:
+                    res.error = f"timed out after {job.timeout:g}s"
+                    log.error("collector timed out", extra={"collector": job.name, "timeout": job.timeout})
             results.append(res)
         return results
 

@@ -76,7 +76,7 @@ class Duration(float):
             size = self._UNITS[unit]
             if s >= size and s % size == 0:
                 return f"{int(s // size)}{unit}"
-        return f"{int(round(s * 1000))}ms"
+        return f"{round(s * 1000)}ms"
 
 
 class Secret(str):
@@ -120,7 +120,7 @@ class _Loader(yaml.SafeLoader):
 def compose(text: str, file: str) -> yaml.Node | None:
     """Parse YAML text into a node tree that keeps line numbers."""
     try:
-        return yaml.compose(text, Loader=_Loader)  # noqa: S506 - SafeLoader subclass
+        return yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark else 0
@@ -174,7 +174,7 @@ class Builder:
     def build(self, tp: Any, node: yaml.Node | None, path: str = "") -> Any:
         return self._value(tp, node, path)
 
-    def _value(self, tp: Any, node: yaml.Node | None, path: str) -> Any:  # noqa: C901 - a type switch
+    def _value(self, tp: Any, node: yaml.Node | None, path: str) -> Any:
         origin = typing.get_origin(tp)
         if tp is Any:
             return plain(node)
@@ -193,15 +193,15 @@ class Builder:
                 return None
             return v
         if origin in (tuple, list):
-            args = typing.get_args(tp)
-            item_tp = args[0] if args else Any
+            targs = typing.get_args(tp)
+            item_tp = targs[0] if targs else Any
             if not isinstance(node, yaml.SequenceNode):
                 self.error(node, path, "must be a list")
                 return ()
             return tuple(self._value(item_tp, n, f"{path}[{i}]") for i, n in enumerate(node.value))
         if origin in (dict, Mapping) or origin is typing.get_origin(Mapping[str, int]):
-            args = typing.get_args(tp)
-            val_tp = args[1] if len(args) == 2 else Any
+            targs = typing.get_args(tp)
+            val_tp = targs[1] if len(targs) == 2 else Any
             return self.mapping(node, path, lambda key: val_tp)
         if dataclasses.is_dataclass(tp) and isinstance(tp, type):
             return self.dataclass(tp, node, path)

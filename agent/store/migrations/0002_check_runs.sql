@@ -7,7 +7,7 @@ CREATE TABLE check_runs (
     scheduled REAL NOT NULL,
     started   REAL NOT NULL,
     finished  REAL,
-    status    TEXT NOT NULL CHECK (status IN ('running', 'ok', 'failed', 'interrupted')),
+    status    TEXT NOT NULL CHECK (status IN ('running', 'ok', 'failed', 'interrupted', 'skipped')),
     error     TEXT
 );
 CREATE INDEX check_runs_name_scheduled ON check_runs (name, scheduled);
