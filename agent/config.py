@@ -66,7 +66,8 @@ class WebSection:
             out.append(("tls_cert_file", "tls_cert_file and tls_key_file must be given together"))
         for user, h in self.basic_auth_users.items():
             if not h.startswith(("$2a$", "$2b$", "$2y$")):
-                out.append((f"basic_auth_users.{user}", "must be a bcrypt hash (htpasswd -nBC 10 '' | tr -d ':')"))
+                hint = "must be a bcrypt hash (htpasswd -nBC 10 '' | tr -d ':')"
+                out.append((f"basic_auth_users.{user}", hint))
         return out
 
 
@@ -116,9 +117,10 @@ def _default_checks() -> dict[str, CheckTime]:
 class ScheduleSection:
     """Interval collection and the named checks of the contract's calendar (SPEC §1)."""
 
-    interval: Duration = Duration(15)
-    timeout: Duration = Duration(10)
-    misfire_grace: Duration = Duration(7200)
+    # Duration is an immutable float, so a shared default instance is safe
+    interval: Duration = Duration(15)  # noqa: RUF009
+    timeout: Duration = Duration(10)  # noqa: RUF009
+    misfire_grace: Duration = Duration(7200)  # noqa: RUF009
     checks: dict[str, CheckTime] = field(default_factory=_default_checks)
 
 
