@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from collector.model import Sample, gauge
+from collector.procfs import read_text
 from collector.registry import CollectorFailure, Context, EmptyConfig, register
 
 LOAD1 = gauge("node_load1", "1m load average.")
@@ -32,9 +33,9 @@ class LoadCollector:
     def collect(self, ctx: Context) -> Iterator[Sample]:
         path = ctx.paths.proc / "loadavg"
         try:
-            l1, l5, l15 = parse_loadavg(path.read_text())
-        except (OSError, ValueError) as e:
-            raise CollectorFailure(f"cannot read {path}: {e}") from e
+            l1, l5, l15 = parse_loadavg(read_text(path))
+        except ValueError as e:
+            raise CollectorFailure(f"{path}: {e}") from e
         yield LOAD1.sample(l1)
         yield LOAD5.sample(l5)
         yield LOAD15.sample(l15)

@@ -1,0 +1,86 @@
+"""A hung mount (dead NFS) must not hang the filesystem collector."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+from collector.filesystem import FilesystemCollector, FilesystemConfig
+from collector.registry import Context, Paths
+from collector.schema import Duration
+
+FX = Path(__file__).parent / "fixtures" / "host"
+PATHS = Paths(proc=FX / "proc", sys=FX / "sys", root=FX)
+HUNG = "/srv/my data"
+LABELS = {"device": "/dev/vdb", "fstype": "xfs", "mountpoint": HUNG}
+
+
+class HangingStat:
+    """statvfs that blocks on one mount until released, like a stat on a dead NFS server."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.calls: list[str] = []
+
+    def __call__(self, path: str):
+        self.calls.append(path)
+        if path.endswith(HUNG):
+            self.release.wait(30)  # bounded, so a broken test cannot leave a thread forever
+        return SimpleNamespace(f_bsize=4096, f_blocks=10, f_bfree=5, f_bavail=4, f_files=3, f_ffree=2)
+
+
+def collect(c: FilesystemCollector) -> tuple[dict, float]:
+    t0 = time.monotonic()
+    samples = c.collect(Context(config=None, paths=PATHS))
+    out = {(s.name, tuple(sorted(s.labels.items()))): s.value for s in samples}
+    return out, time.monotonic() - t0
+
+
+def get(d, name, labels):
+    return d.get((name, tuple(sorted(labels.items()))))
+
+
+def test_hung_mount_times_out_is_reported_and_skipped_until_it_answers():
+    stat = HangingStat()
+    c = FilesystemCollector(FilesystemConfig(stat_timeout=Duration(0.3)), statfs=stat)
+    try:
+        d, took = collect(c)
+        # returned after about one deadline, not after the 30 s the stat blocks
+        assert took < 5
+        assert get(d, "node_filesystem_device_error", LABELS) == 1
+        assert get(d, "node_filesystem_size_bytes", LABELS) is None
+        # mounts before and after the hung one are reported normally
+        root = {"device": "/dev/vda", "fstype": "ext4", "mountpoint": "/"}
+        nfs = {"device": "nfs.example:/export", "fstype": "nfs4", "mountpoint": "/data/nfs"}
+        assert get(d, "node_filesystem_size_bytes", root) == 40960
+        assert get(d, "node_filesystem_size_bytes", nfs) == 40960
+        assert get(d, "node_filesystem_device_error", nfs) == 0
+
+        # next run: the stuck mount is not stat'ed again (no second thread piles up on it)
+        stat.calls.clear()
+        d, took = collect(c)
+        assert all(not p.endswith(HUNG) for p in stat.calls)
+        assert get(d, "node_filesystem_device_error", LABELS) == 1
+        assert took < 0.3
+    finally:
+        stat.release.set()
+
+    # once the pending stat returns, the mount is stat'ed and reported again
+    for _ in range(100):
+        if not c._stuck:
+            break
+        time.sleep(0.02)
+    d, _ = collect(c)
+    assert get(d, "node_filesystem_device_error", LABELS) == 0
+    assert get(d, "node_filesystem_readonly", LABELS) == 1
+    assert get(d, "node_filesystem_size_bytes", LABELS) == 40960
+
+
+def test_stat_timeout_must_be_positive():
+    from collector.schema import Builder, compose
+
+    b = Builder("config.yaml")
+    b.build(FilesystemConfig, compose("stat_timeout: 0s\n", "config.yaml"))
+    assert [str(p) for p in b.problems] == ["config.yaml:1: stat_timeout: must be greater than 0"]
