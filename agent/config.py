@@ -7,13 +7,14 @@ checks) are declared here as fields so that unknown keys anywhere are errors.
 from __future__ import annotations
 
 import dataclasses
+import re
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from collector.registry import discover
-from collector.schema import Builder, ConfigError, Duration, Problem, read_document
+from collector.schema import Builder, ConfigError, Duration, Problem, Secret, read_document
 
 DEFAULT_PORT = 9934
 LogLevel = Literal["debug", "info", "warning", "error"]
@@ -124,6 +125,218 @@ class ScheduleSection:
     checks: dict[str, CheckTime] = field(default_factory=_default_checks)
 
 
+# ---------------------------------------------------------------- tickets (agent/tickets.py, docs/tickets.md)
+
+_EMAIL_RE = re.compile(r"^[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+NOTIFIER_EVENTS = ("opened", "reopened", "relevel", "resolved", "recovered", "breach")
+# groups the default escalation ladder names; they may be left unconfigured
+DEFAULT_GROUPS = ("manager1", "manager2", "manager3", "senior_engineers", "vendor")
+
+
+def _bad_email(address: str) -> str | None:
+    name, _, addr = address.rpartition("<")
+    addr = addr.rstrip(">").strip() if name or addr.endswith(">") else address.strip()
+    return None if _EMAIL_RE.match(addr) else f"invalid e-mail address {address!r}"
+
+
+@dataclass(frozen=True)
+class CalendarConfig:
+    """A business calendar: working hours on working days, holidays, make-up workdays."""
+
+    timezone: str = ""
+    hours: tuple[str, ...] = ("09:00-12:00", "13:00-18:00")
+    weekdays: tuple[str, ...] = WEEKDAYS[:5]
+    # China's statutory holidays and make-up working days (chinese-calendar package)
+    china_holidays: bool = False
+    holidays: tuple[str, ...] = ()
+    workdays: tuple[str, ...] = ()
+
+    def check(self) -> list[tuple[str, str]]:
+        from agent.calendar import make_calendar
+
+        try:
+            make_calendar("check", self.timezone or "UTC", self.hours, self.weekdays,
+                          self.holidays, self.workdays, False)
+        except (ValueError, KeyError) as e:
+            return [("", str(e))]
+        return []
+
+
+@dataclass(frozen=True)
+class SlaLevelConfig:
+    """Targets of one level: a duration (``6h``), working days (``2wd``) or ``-`` for none;
+    empty keeps the default of SPEC §3."""
+
+    respond: str = ""
+    restore: str = ""
+    resolve: str = ""
+    calendar: str = "24x7"
+
+    def check(self) -> list[tuple[str, str]]:
+        from agent.sla import parse_target
+
+        out = []
+        for key in ("respond", "restore", "resolve"):
+            try:
+                parse_target(getattr(self, key))
+            except ValueError as e:
+                out.append((key, f"{e} (or use working days, e.g. 2wd)"))
+        return out
+
+
+@dataclass(frozen=True)
+class EscalationStepConfig:
+    """One rung of the ladder: after this long, tell these contacts or groups."""
+
+    after: Duration
+    notify: tuple[str, ...]
+    unless: tuple[Literal["acknowledged", "resolved"], ...] = ("acknowledged", "resolved")
+    vendor_case: bool = False
+
+
+@dataclass(frozen=True)
+class ContactConfig:
+    """A person or mailbox the escalation ladder can reach."""
+
+    name: str = ""
+    email: str = ""
+    phone: str = ""
+
+    def check(self) -> list[tuple[str, str]]:
+        if self.email:
+            bad = _bad_email(self.email)
+            if bad:
+                return [("email", bad)]
+        return []
+
+
+@dataclass(frozen=True)
+class NotifierConfig:
+    """One notification channel: email, webhook, dingtalk, wecom or feishu."""
+
+    type: Literal["email", "webhook", "dingtalk", "wecom", "feishu"]
+    enabled: bool = True
+    # robots and webhooks: the URL carries the token, so it is a secret (url or url_file)
+    url: Secret | None = None
+    # DingTalk / Feishu signing secret
+    secret: Secret | None = None
+    # email
+    host: str = ""
+    port: int = 0
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str = ""
+    password: Secret | None = None
+    sender: str = ""
+    to: tuple[str, ...] = ()
+    ca_file: Path | None = None
+    # what this channel is told
+    levels: tuple[str, ...] = ("P1", "P2", "P3", "P4")
+    events: tuple[str, ...] = NOTIFIER_EVENTS
+    escalation: bool = True
+    language: str = ""
+    # messages per rate_window; -1: the channel's documented limit (20/min for DingTalk, WeCom)
+    rate_limit: int = -1
+    rate_window: Duration = Duration(60)  # noqa: RUF009
+    digest_items: int = 20
+    timeout: Duration = Duration(10)  # noqa: RUF009
+
+    def check(self) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
+        if self.type == "email":
+            if not self.host:
+                out.append(("host", "an email notifier needs the SMTP host"))
+            bad = _bad_email(self.sender) if self.sender else "an email notifier needs a sender address"
+            if bad:
+                out.append(("sender", bad))
+            out += [(f"to[{i}]", b) for i, a in enumerate(self.to) if (b := _bad_email(a))]
+        elif self.url is None:
+            out.append(("url", f"a {self.type} notifier needs url (or url_file)"))
+        elif not self.url.reveal().startswith(("http://", "https://")):
+            out.append(("url", "must be an http:// or https:// URL"))
+        bad_events = [e for e in self.events if e not in NOTIFIER_EVENTS]
+        if bad_events:
+            out.append(("events", f"unknown event {bad_events[0]!r} (use {', '.join(NOTIFIER_EVENTS)})"))
+        if self.language and self.language not in ("zh-CN", "en"):
+            out.append(("language", "must be zh-CN or en"))
+        return out
+
+
+@dataclass(frozen=True)
+class MaintenanceConfig:
+    """A maintenance window: one-off (start, end) or recurring (hours on weekdays)."""
+
+    name: str
+    matchers: tuple[str, ...] = ()
+    start: str = ""
+    end: str = ""
+    weekdays: tuple[str, ...] = ()
+    hours: str = ""
+    timezone: str = ""
+
+    def check(self) -> list[tuple[str, str]]:
+        from agent.maintenance import make_window
+
+        try:
+            make_window(self.name, self.matchers, self.start, self.end, self.weekdays, self.hours,
+                        self.timezone or "UTC")
+        except (ValueError, KeyError) as e:
+            return [("", str(e))]
+        return []
+
+
+@dataclass(frozen=True)
+class OutboxConfig:
+    """Delivery retries: exponential backoff with jitter, then dead letter."""
+
+    backoff: Duration = Duration(2)  # noqa: RUF009
+    max_backoff: Duration = Duration(600)  # noqa: RUF009
+    max_attempts: int = 50
+
+
+def _default_calendars() -> dict[str, CalendarConfig]:
+    return {"workdays": CalendarConfig(china_holidays=True)}
+
+
+@dataclass(frozen=True)
+class TicketsSection:
+    """Auto-ticketing: lifecycle, SLA, escalation, notifiers, maintenance (SPEC §3-§5)."""
+
+    enabled: bool = True
+    reopen_window: Duration = Duration(86400)  # noqa: RUF009
+    # recovery sets "recovered, awaiting confirmation" instead of resolving
+    confirm_recovery: bool = False
+    # labels left out of a ticket's identity, so a level change keeps the same ticket
+    identity_ignore_labels: tuple[str, ...] = ("level",)
+    # bearer token of POST /api/v1/alertmanager (receiver_token or receiver_token_file)
+    receiver_token: Secret | None = None
+    working_calendar: str = "workdays"
+    calendars: dict[str, CalendarConfig] = field(default_factory=_default_calendars)
+    sla: dict[str, SlaLevelConfig] = field(default_factory=dict)
+    escalation: dict[str, tuple[EscalationStepConfig, ...]] = field(default_factory=dict)
+    contacts: dict[str, ContactConfig] = field(default_factory=dict)
+    groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    notifiers: dict[str, NotifierConfig] = field(default_factory=dict)
+    maintenance: tuple[MaintenanceConfig, ...] = ()
+    outbox: OutboxConfig = field(default_factory=OutboxConfig)
+
+    def check(self) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
+        names = set(self.contacts) | set(self.groups) | set(DEFAULT_GROUPS)
+        for g, members in self.groups.items():
+            out += [(f"groups.{g}", f"unknown contact {m!r}") for m in members if m not in self.contacts]
+        for level, steps in self.escalation.items():
+            for i, step in enumerate(steps):
+                out += [(f"escalation.{level}[{i}].notify", f"unknown contact or group {n!r}")
+                        for n in step.notify if n not in names]
+        cals = {*self.calendars, "24x7", "workdays"}
+        for level, s in self.sla.items():
+            if s.calendar not in cals:
+                out.append((f"sla.{level}.calendar", f"unknown calendar {s.calendar!r}"))
+        if self.working_calendar not in cals:
+            out.append(("working_calendar", f"unknown calendar {self.working_calendar!r}"))
+        return out
+
+
 def _collector_section_type(name: str) -> type | None:
     reg = discover().get(name)
     return reg.config if reg else None
@@ -136,6 +349,7 @@ class Config:
     agent: AgentSection = field(default_factory=AgentSection)
     web: WebSection = field(default_factory=WebSection)
     schedule: ScheduleSection = field(default_factory=ScheduleSection)
+    tickets: TicketsSection = field(default_factory=TicketsSection)
     collectors: dict[str, Any] = field(
         default_factory=dict, metadata={"value_type": _collector_section_type}
     )
