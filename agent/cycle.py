@@ -236,6 +236,7 @@ class Cycle:
             )
         key = (due.name, status)
         self.check_counts[key] = self.check_counts.get(key, 0) + 1
+        self.snapshot(clock())  # so opsagent_check_runs_total shows this run now
         log.info("check finished", extra={"check": due.name, "status": status})
         return status
 
