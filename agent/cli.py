@@ -19,6 +19,8 @@ SUBCOMMAND_MODULES = (
     "agent.cli_rules",
     "agent.cli_tickets",
     "agent.cli_checks",
+    "agent.cli_files",
+    "agent.cli_baseline",
 )
 
 

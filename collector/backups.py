@@ -120,6 +120,9 @@ class BackupsConfig:
     """Backup jobs to check."""
 
     enabled: bool | None = None
+    # backups change daily; verify commands may take minutes
+    interval: Duration | None = Duration(300)  # noqa: RUF009 - Duration is an immutable float
+    timeout: Duration | None = Duration(900)  # noqa: RUF009
     jobs: tuple[BackupJob, ...] = ()
 
     def check(self) -> list[tuple[str, str]]:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from collector.model import Evidence, Sample, gauge
 from collector.registry import Context, register
+from collector.schema import Duration
 
 CERT_EXPIRY = gauge(
     "opsagent_certificate_expiry_timestamp_seconds",
@@ -127,6 +128,8 @@ class CertificatesConfig:
     """Local certificate files to watch (globs, resolved under the root path)."""
 
     enabled: bool | None = None
+    interval: Duration | None = Duration(3600)  # noqa: RUF009 - Duration is an immutable float
+    timeout: Duration | None = None
     paths: tuple[str, ...] = ()
 
     def check(self) -> list[tuple[str, str]]:

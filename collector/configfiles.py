@@ -28,7 +28,7 @@ from typing import Any
 
 from collector.model import Evidence, Sample, counter, gauge
 from collector.registry import Context, KeyValue, register
-from collector.schema import Regex, compile_regex
+from collector.schema import Duration, Regex, compile_regex
 
 CHANGES = counter("opsagent_config_file_changes_total", "Changes recorded for a tracked configuration file.")
 LAST_CHANGE = gauge(
@@ -56,6 +56,8 @@ class ConfigFilesConfig:
     """Files to track (absolute paths or globs), size limit, versions kept, extra secret patterns."""
 
     enabled: bool | None = None
+    interval: Duration | None = Duration(60)  # noqa: RUF009 - Duration is an immutable float
+    timeout: Duration | None = None
     paths: tuple[str, ...] = ()
     max_size: int = DEFAULT_MAX_SIZE
     keep_versions: int = 100

@@ -122,7 +122,15 @@ class ProbesConfig:
     """Service probes (TCP, HTTP(S), process presence, systemd unit state)."""
 
     enabled: bool | None = None
+    interval: Duration | None = None
+    # default: the longest probe timeout plus 2s, so the framework never cuts a probe short
+    timeout: Duration | None = None
     targets: tuple[ProbeTarget, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.timeout is None and self.targets and all(t is not None for t in self.targets):
+            longest = max(float(t.timeout) for t in self.targets)
+            object.__setattr__(self, "timeout", Duration(longest + 2))
 
     def check(self) -> list[tuple[str, str]]:
         seen: set[str] = set()
