@@ -31,7 +31,9 @@ def parse_meminfo(text: str) -> dict[str, float]:
             value = float(parts[1])
         except ValueError:
             raise ValueError(f"line {lineno}: invalid value in meminfo line {line[:80]!r}") from None
-        key = _PAREN.sub(r"_\1", parts[0][:-1])
+        key = parts[0][:-1]
+        if "(" in key:
+            key = _PAREN.sub(r"_\1", key)
         if len(parts) == 3:  # the kernel's only unit here is kB
             value *= 1024
             key += "_bytes"
