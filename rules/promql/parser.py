@@ -211,7 +211,7 @@ class _Parser:
             d = self.next()
             if d.kind != "DURATION":
                 raise PromQLError(f"unexpected {self.describe(d)} in range, expected duration", d.pos)
-            if self.at(":"):
+            if self.peek().text.startswith(":"):
                 raise PromQLError("subqueries are not supported", lb.pos)
             if not self.at("]"):
                 t = self.peek()
@@ -244,7 +244,7 @@ class _Parser:
         if self.at("@"):
             raise PromQLError("the @ modifier is not supported", self.peek().pos)
         if self.at("["):
-            raise PromQLError("subqueries are not supported" if self.peek(2).text == ":" else
+            raise PromQLError("subqueries are not supported" if self.peek(2).text.startswith(":") else
                               "ranges only allowed for vector selectors", self.peek().pos)
         return e
 
