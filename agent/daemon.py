@@ -146,6 +146,7 @@ class Daemon:
             log.warning("check runs interrupted by the previous shutdown", extra={"count": n})
         self.exporter.add_route(Route("POST", "/-/reload", self._http_reload, write=True))
         self.cycle = self._build_cycle(self.config)
+        self._install_routes(self.cycle)
         self.cycle.snapshot(self.clock())
 
     def _build_cycle(self, config: Config) -> Cycle:
@@ -158,13 +159,16 @@ class Daemon:
             cancelled=lambda: self._stopping,
         )
         cycle.load_components()
-        for route in cycle.routes:
-            self.exporter.add_route(route)
         log.info(
             "collectors configured",
             extra={"collectors": ",".join(cycle.runner.jobs) or "none", "interval": config.schedule.interval},
         )
         return cycle
+
+    def _install_routes(self, cycle: Cycle) -> None:
+        assert self.exporter is not None
+        for route in cycle.routes:
+            self.exporter.add_route(route)
 
     def agent_samples(self, now: float) -> list[Sample]:
         """The agent's own metrics: build info, reload status, process figures."""
@@ -205,7 +209,10 @@ class Daemon:
     def run(self) -> int:
         """Open, serve until stopped, close. Returns the exit code."""
         self.open()
-        assert self.exporter is not None
+        assert self.exporter is not None and self.cycle is not None
+        # collect before serving: the socket already queues scrapes, and the first
+        # answer is a full snapshot rather than the agent's own metrics only
+        self.cycle.collect(None, self.clock())
         self.exporter.start()
         log.info("opsagent started", extra={"version": __version__, "config": self.config_path})
         try:
@@ -303,12 +310,19 @@ class Daemon:
         assert self.cycle is not None and self.exporter is not None
         try:
             new = load_config(self.config_path)
+            # components read their own files (rules, templates) in setup: build before switching
+            new_cycle = self._build_cycle(new)
         except ConfigError as e:
             self.reload_ok = False
             for p in e.problems:
                 log.error("config reload failed, keeping the running config", extra={"problem": str(p)})
             self.cycle.snapshot(self.clock())
             return False, str(e)
+        except Exception as e:  # a component's bug must not take the running agent down
+            self.reload_ok = False
+            log.exception("config reload failed, keeping the running config")
+            self.cycle.snapshot(self.clock())
+            return False, f"{type(e).__name__}: {e}"
         old = self.config
         for what, changed in (
             ("web.listen_address", old.web.listen_address != new.web.listen_address),
@@ -320,11 +334,13 @@ class Daemon:
                 log.warning("setting changed; it takes effect after a restart", extra={"key": what})
         setup_logging(new.agent.log_level, new.agent.log_format)
         self.exporter.set_users(new.web.basic_auth_users)
-        latest = self.cycle.latest
+        new_cycle.latest = {k: v for k, v in self.cycle.latest.items() if k in new_cycle.runner.jobs}
         self.cycle.close()
+        for route in self.cycle.routes:
+            self.exporter.remove_route(route.method, route.path)
+        self._install_routes(new_cycle)
         self.config = new
-        self.cycle = self._build_cycle(new)
-        self.cycle.latest = {k: v for k, v in latest.items() if k in self.cycle.runner.jobs}
+        self.cycle = new_cycle
         self.reload_ok = True
         self.reload_ts = self.clock()
         self.cycle.snapshot(self.reload_ts)
