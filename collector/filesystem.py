@@ -103,6 +103,8 @@ def read_mounts(proc: Path) -> list[Mount]:
         raise CollectorFailure(f"{path}: {e}") from e
 
 
+WORKER_IDLE = 120.0  # seconds an idle stat worker thread waits before it exits
+
 StatFunc = Callable[[str], Any]  # os.statvfs or a test double returning the same fields
 
 
@@ -137,7 +139,16 @@ class FilesystemCollector:
 
     def _worker(self, jobs: queue.SimpleQueue[_StatJob]) -> None:
         while True:
-            job = jobs.get()
+            try:
+                job = jobs.get(timeout=WORKER_IDLE)
+            except queue.Empty:
+                # idle (collector disabled or replaced by a reload): let the thread go
+                with self._lock:
+                    if jobs.empty():
+                        if self._jobs is jobs:
+                            self._jobs = None
+                        return
+                continue
             try:
                 job.result = self.statfs(job.path)
             except OSError as e:
@@ -154,13 +165,14 @@ class FilesystemCollector:
 
     def _stat(self, mountpoint: str, path: str) -> _StatJob | None:
         """Stat ``path`` within the deadline; None (and the mount marked stuck) on timeout."""
-        if self._jobs is None:
-            self._jobs = queue.SimpleQueue()
-            threading.Thread(
-                target=self._worker, args=(self._jobs,), name="filesystem-statfs", daemon=True
-            ).start()
         job = _StatJob(path)
-        self._jobs.put(job)
+        with self._lock:
+            if self._jobs is None:
+                self._jobs = queue.SimpleQueue()
+                threading.Thread(
+                    target=self._worker, args=(self._jobs,), name="filesystem-statfs", daemon=True
+                ).start()
+            self._jobs.put(job)
         if job.done.wait(self.config.stat_timeout):
             return job
         with self._lock:
@@ -176,6 +188,10 @@ class FilesystemCollector:
         root = str(ctx.paths.root).rstrip("/")
         seen: set[tuple[str, str, str]] = set()
         for m in read_mounts(ctx.paths.proc):
+            if root and (m.mountpoint == root or m.mountpoint.startswith(root + "/")):
+                # the host's / bind-mounted at the root path (a container without
+                # the host's PID namespace): label with the host's mount point
+                m = m._replace(mountpoint=m.mountpoint[len(root):] or "/")
             if self._mp_exclude.search(m.mountpoint) or self._fs_exclude.search(m.fstype):
                 continue
             key = (m.device, m.mountpoint, m.fstype)

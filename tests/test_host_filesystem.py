@@ -84,3 +84,44 @@ def test_stat_timeout_must_be_positive():
     b = Builder("config.yaml")
     b.build(FilesystemConfig, compose("stat_timeout: 0s\n", "config.yaml"))
     assert [str(p) for p in b.problems] == ["config.yaml:1: stat_timeout: must be greater than 0"]
+
+
+def test_idle_stat_worker_thread_exits(monkeypatch):
+    import collector.filesystem as fs
+
+    monkeypatch.setattr(fs, "WORKER_IDLE", 0.05)
+    stat = HangingStat()
+    stat.release.set()
+    c = FilesystemCollector(FilesystemConfig(), statfs=stat)
+    before = set(threading.enumerate())
+    collect(c)
+    (worker,) = [t for t in threading.enumerate() if t not in before and t.name == "filesystem-statfs"]
+    worker.join(5)
+    assert not worker.is_alive()
+    d, _ = collect(c)  # and a new worker is started when needed
+    assert get(d, "node_filesystem_device_error", LABELS) == 0
+
+
+def test_mount_points_under_the_root_path_are_labelled_as_the_host_sees_them(tmp_path):
+    proc = tmp_path / "proc"
+    proc.mkdir()
+    (proc / "mounts").write_text(
+        "overlay / overlay rw 0 0\n/dev/vda /host ext4 rw 0 0\n/dev/vdb /host/srv xfs rw 0 0\n"
+    )
+    stat = HangingStat()
+    c = FilesystemCollector(FilesystemConfig(), statfs=stat)
+    d = {(s.name, s.labels["mountpoint"]): s.value
+         for s in c.collect(Context(config=None, paths=Paths(proc=proc, root=Path("/host"))))}
+    assert stat.calls == ["/host/", "/host/srv"]
+    assert d[("node_filesystem_size_bytes", "/")] == 40960
+    assert d[("node_filesystem_size_bytes", "/srv")] == 40960
+
+
+def test_invalid_exclude_pattern_is_a_located_config_error():
+    from collector.schema import Builder, compose
+
+    b = Builder("config.yaml")
+    b.build(FilesystemConfig, compose('stat_timeout: 2s\nfs_types_exclude: "(tmpfs"\n', "config.yaml"))
+    (problem,) = b.problems
+    assert (problem.line, problem.path) == (2, "fs_types_exclude")
+    assert "invalid regular expression '(tmpfs'" in problem.message
