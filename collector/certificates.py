@@ -84,7 +84,7 @@ def decode_cert(der: bytes) -> CertInfo:
     )
 
 
-def _decode_with_ssl(der: bytes) -> CertInfo:  # pragma: no cover - fallback path
+def _decode_with_ssl(der: bytes) -> CertInfo:
     import os
     import tempfile
 
