@@ -91,9 +91,7 @@ def due_steps(
     return out
 
 
-def stage_after_relevel(
-    steps: Sequence[Step], started_at: float, now: float, upgraded: bool
-) -> int:
+def stage_after_relevel(steps: Sequence[Step], started_at: float, now: float, upgraded: bool) -> int:
     """Where a re-levelled ticket stands on its new ladder.
 
     An upgrade starts from the bottom so the steps the worse level would

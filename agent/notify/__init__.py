@@ -17,7 +17,11 @@ from typing import Any, Protocol
 # Robots of DingTalk and WeCom accept 20 messages a minute (DingTalk then
 # throttles for 10 minutes); the others are not limited unless configured.
 DEFAULT_RATE_LIMITS: Mapping[str, int] = {
-    "dingtalk": 20, "wecom": 20, "feishu": 100, "email": 0, "webhook": 0,
+    "dingtalk": 20,
+    "wecom": 20,
+    "feishu": 100,
+    "email": 0,
+    "webhook": 0,
 }
 KINDS = ("email", "webhook", "dingtalk", "wecom", "feishu")
 

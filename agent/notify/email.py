@@ -12,8 +12,18 @@ from agent.notify import Channel, DeliveryError
 class EmailNotifier:
     """Sends a text/plain UTF-8 mail to the message's ``to`` or the configured recipients."""
 
-    def __init__(self, channel: Channel, host: str, port: int, security: str, username: str,
-                 password: str, sender: str, to: Sequence[str], ca_file: Path | None):
+    def __init__(
+        self,
+        channel: Channel,
+        host: str,
+        port: int,
+        security: str,
+        username: str,
+        password: str,
+        sender: str,
+        to: Sequence[str],
+        ca_file: Path | None,
+    ):
         self.name, self.kind = channel.name, channel.kind
         self.rate_limit, self.rate_window = channel.rate_limit, channel.rate_window
         self.digest_items, self.timeout = channel.digest_items, channel.timeout
@@ -44,8 +54,9 @@ class EmailNotifier:
         msg.set_content(str(message.get("text", "")), charset="utf-8")
         try:
             if self.security == "tls":
-                smtp: smtplib.SMTP = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout,
-                                                      context=self._tls())
+                smtp: smtplib.SMTP = smtplib.SMTP_SSL(
+                    self.host, self.port, timeout=self.timeout, context=self._tls()
+                )
             else:
                 smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
             with smtp:
@@ -70,5 +81,6 @@ class EmailNotifier:
 
 def build(channel: Channel, cfg: Any) -> EmailNotifier:
     password = cfg.password.reveal() if cfg.password else ""
-    return EmailNotifier(channel, cfg.host, cfg.port, cfg.security, cfg.username, password,
-                         cfg.sender, cfg.to, cfg.ca_file)
+    return EmailNotifier(
+        channel, cfg.host, cfg.port, cfg.security, cfg.username, password, cfg.sender, cfg.to, cfg.ca_file
+    )

@@ -13,8 +13,9 @@ from agent.notify import DeliveryError, classify_http
 USER_AGENT = "opsagent"
 
 
-def post_json(url: str, body: Mapping[str, Any], key: str, timeout: float,
-              headers: Mapping[str, str] | None = None) -> Any:
+def post_json(
+    url: str, body: Mapping[str, Any], key: str, timeout: float, headers: Mapping[str, str] | None = None
+) -> Any:
     """POST ``body``; return the decoded JSON reply (None if not JSON).
 
     Timeouts and connection errors are retried, as are 429 and 5xx; the URL

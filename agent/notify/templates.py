@@ -26,36 +26,58 @@ _BODY_ZH = "级别：$level（$level_name）\n实例：$instance\n规则：$rule
 
 TEMPLATES: Mapping[str, Mapping[str, tuple[str, str]]] = {
     "en": {
-        "opened": ("[$level] Ticket #$id opened: $summary",
-                   _BODY_EN + "Respond by: $respond_due\nRestore by: $restore_due\nResolve by: $resolve_due"),
+        "opened": (
+            "[$level] Ticket #$id opened: $summary",
+            _BODY_EN + "Respond by: $respond_due\nRestore by: $restore_due\nResolve by: $resolve_due",
+        ),
         "reopened": ("[$level] Ticket #$id reopened: $summary", _BODY_EN + "Occurrences: $occurrences"),
-        "relevel": ("[$level] Ticket #$id re-levelled $old_level -> $level: $summary",
-                    _BODY_EN + "Respond by: $respond_due\nResolve by: $resolve_due"),
+        "relevel": (
+            "[$level] Ticket #$id re-levelled $old_level -> $level: $summary",
+            _BODY_EN + "Respond by: $respond_due\nResolve by: $resolve_due",
+        ),
         "resolved": ("[$level] Ticket #$id resolved: $summary", "Recovered at $at.\n$note"),
-        "recovered": ("[$level] Ticket #$id recovered, awaiting confirmation: $summary",
-                      "Recovered at $at. Please confirm and close."),
-        "breach": ("[$level] Ticket #$id SLA breach ($clock_name): $summary",
-                   "The $clock_name deadline $due passed.\n" + _BODY_EN),
-        "escalation": ("[$level] Escalation step $step, ticket #$id: $summary",
-                       "Escalated to: $who\nOpen since: $opened_at\nStatus: $status\n" + _BODY_EN),
-        "vendor_case": ("[$level] Please open a vendor case, ticket #$id: $summary",
-                        "Escalated to: $who\nOpen since: $opened_at\n" + _BODY_EN),
+        "recovered": (
+            "[$level] Ticket #$id recovered, awaiting confirmation: $summary",
+            "Recovered at $at. Please confirm and close.",
+        ),
+        "breach": (
+            "[$level] Ticket #$id SLA breach ($clock_name): $summary",
+            "The $clock_name deadline $due passed.\n" + _BODY_EN,
+        ),
+        "escalation": (
+            "[$level] Escalation step $step, ticket #$id: $summary",
+            "Escalated to: $who\nOpen since: $opened_at\nStatus: $status\n" + _BODY_EN,
+        ),
+        "vendor_case": (
+            "[$level] Please open a vendor case, ticket #$id: $summary",
+            "Escalated to: $who\nOpen since: $opened_at\n" + _BODY_EN,
+        ),
         "digest": ("[opsagent] $count notifications", "$lines"),
     },
     "zh-CN": {
-        "opened": ("【$level】工单 #$id 已创建：$summary",
-                   _BODY_ZH + "响应期限：$respond_due\n恢复期限：$restore_due\n解决期限：$resolve_due"),
+        "opened": (
+            "【$level】工单 #$id 已创建：$summary",
+            _BODY_ZH + "响应期限：$respond_due\n恢复期限：$restore_due\n解决期限：$resolve_due",
+        ),
         "reopened": ("【$level】工单 #$id 重新打开：$summary", _BODY_ZH + "发生次数：$occurrences"),
-        "relevel": ("【$level】工单 #$id 级别变更 $old_level -> $level：$summary",
-                    _BODY_ZH + "响应期限：$respond_due\n解决期限：$resolve_due"),
+        "relevel": (
+            "【$level】工单 #$id 级别变更 $old_level -> $level：$summary",
+            _BODY_ZH + "响应期限：$respond_due\n解决期限：$resolve_due",
+        ),
         "resolved": ("【$level】工单 #$id 已解决：$summary", "恢复时间：$at\n$note"),
         "recovered": ("【$level】工单 #$id 已恢复，待确认：$summary", "恢复时间：$at，请确认后关闭。"),
-        "breach": ("【$level】工单 #$id 超出$clock_name时限：$summary",
-                   "$clock_name期限 $due 已过。\n" + _BODY_ZH),
-        "escalation": ("【$level】升级第 $step 级，工单 #$id：$summary",
-                       "升级至：$who\n开始时间：$opened_at\n状态：$status\n" + _BODY_ZH),
-        "vendor_case": ("【$level】请向厂商报修，工单 #$id：$summary",
-                        "升级至：$who\n开始时间：$opened_at\n" + _BODY_ZH),
+        "breach": (
+            "【$level】工单 #$id 超出$clock_name时限：$summary",
+            "$clock_name期限 $due 已过。\n" + _BODY_ZH,
+        ),
+        "escalation": (
+            "【$level】升级第 $step 级，工单 #$id：$summary",
+            "升级至：$who\n开始时间：$opened_at\n状态：$status\n" + _BODY_ZH,
+        ),
+        "vendor_case": (
+            "【$level】请向厂商报修，工单 #$id：$summary",
+            "升级至：$who\n开始时间：$opened_at\n" + _BODY_ZH,
+        ),
         "digest": ("【opsagent】$count 条通知汇总", "$lines"),
     },
 }
