@@ -322,3 +322,36 @@ def test_malformed_proc_entry_names_file_and_line(tmp_path):
     (tmp_path / "meminfo").write_text("MemTotal: 1 kB\nMemFree: lots kB\n")
     with pytest.raises(CollectorFailure, match=rf"{tmp_path / 'meminfo'}: line 2: invalid value"):
         list(MeminfoCollector(EmptyConfig()).collect(ctx(Paths(proc=tmp_path))))
+
+
+# ---------------------------------------------------------------- documentation
+
+
+HOST_MODULES = ("cpu", "stat", "meminfo", "load", "filesystem", "diskstats", "netdev", "time", "timex",
+                "hwmon", "uname")
+
+
+@pytest.mark.parametrize("module", HOST_MODULES)
+def test_every_declared_metric_and_option_is_documented(module):
+    import dataclasses
+    import importlib
+
+    from collector.model import Desc
+    from collector.registry import discover
+
+    docs = (Path(__file__).parent.parent / "docs" / "collectors.md").read_text()
+    mod = importlib.import_module(f"collector.{module}")
+    def descs(value):
+        if isinstance(value, Desc):
+            yield value.name
+        elif isinstance(value, tuple):
+            for item in value:
+                yield from descs(item)
+
+    declared = {n for value in vars(mod).values() for n in descs(value)}
+    assert declared or module in ("meminfo", "hwmon")
+    assert [n for n in sorted(declared) if f"`{n}" not in docs] == []
+    reg = next(r for r in discover().values() if r.factory.__module__ == f"collector.{module}")
+    assert f"### {reg.name}\n" in docs
+    options = [f.name for f in dataclasses.fields(reg.config) if f.name != "enabled"]
+    assert [o for o in options if f"`{o}`" not in docs] == []
