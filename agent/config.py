@@ -337,6 +337,68 @@ class TicketsSection:
         return out
 
 
+def _default_severity_levels() -> dict[str, str]:
+    from rules.levels import DEFAULT_SEVERITY_LEVELS
+
+    return dict(DEFAULT_SEVERITY_LEVELS)
+
+
+def _default_impact_matrix() -> dict[str, dict[str, str]]:
+    from rules.levels import DEFAULT_IMPACT_MATRIX
+
+    return {k: dict(v) for k, v in DEFAULT_IMPACT_MATRIX.items()}
+
+
+@dataclass(frozen=True)
+class FlappingConfig:
+    """Nagios-style flap detection: weighted percent state change over the last ``window`` results."""
+
+    enabled: bool = True
+    window: int = 21
+    high: float = 20.0
+    low: float = 5.0
+
+    def check(self) -> list[tuple[str, str]]:
+        out = []
+        if not 3 <= self.window <= 1000:
+            out.append(("window", "must be between 3 and 1000 evaluations"))
+        if not 0 <= self.low < self.high <= 100:
+            out.append(("low", "must satisfy 0 <= low < high <= 100 (percent)"))
+        return out
+
+
+@dataclass(frozen=True)
+class RulesSection:
+    """Alerting rules: default packs, extra rule files, and how alerts get their level (SPEC §2)."""
+
+    packs: bool = True
+    # pack names (file stem: filesystem, memory, ...), group names or alert names to leave out
+    disabled: tuple[str, ...] = ()
+    # extra rule files; globs, relative to the configuration file
+    files: tuple[str, ...] = ()
+    severity_levels: dict[str, str] = field(default_factory=_default_severity_levels)
+    impact_matrix: dict[str, dict[str, str]] = field(default_factory=_default_impact_matrix)
+    default_tier: str = "production"
+    # language of alert texts; empty = agent.language
+    language: Literal["", "zh-CN", "en"] = ""
+    flapping: FlappingConfig = field(default_factory=FlappingConfig)
+    # 0 = at every collection cycle
+    evaluation_interval: Duration = Duration(0)
+    # how much history rules can look back over (predict_linear uses 6h)
+    history: Duration = Duration(6 * 3600)
+
+    def check(self) -> list[tuple[str, str]]:
+        from rules.levels import check_matrix
+        from rules.model import LEVELS
+
+        out = [(f"severity_levels.{k}", f"unknown level {v!r} (use one of {', '.join(LEVELS)})")
+               for k, v in self.severity_levels.items() if v not in LEVELS]
+        out += [(f"impact_matrix.{k}", m) for k, m in check_matrix(self.impact_matrix)]
+        if self.default_tier not in self.impact_matrix:
+            out.append(("default_tier", f"must be a row of impact_matrix ({', '.join(self.impact_matrix)})"))
+        return out
+
+
 def _collector_section_type(name: str) -> type | None:
     reg = discover().get(name)
     return reg.config if reg else None
@@ -350,6 +412,7 @@ class Config:
     web: WebSection = field(default_factory=WebSection)
     schedule: ScheduleSection = field(default_factory=ScheduleSection)
     tickets: TicketsSection = field(default_factory=TicketsSection)
+    rules: RulesSection = field(default_factory=RulesSection)
     collectors: dict[str, Any] = field(
         default_factory=dict, metadata={"value_type": _collector_section_type}
     )

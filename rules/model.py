@@ -33,13 +33,28 @@ def fingerprint(labels: Mapping[str, str]) -> str:
     return f"{h:016x}"
 
 
+# Labels that classify an alert but do not name it: a disk going from 90 % to
+# 96 % full is the same problem at a worse level, so the same ticket.
+NON_IDENTIFYING = frozenset({"level"})
+
+
+def identity(labels: Mapping[str, str]) -> dict[str, str]:
+    """The labels that identify an alert: all but ``level``."""
+    return {k: v for k, v in labels.items() if k not in NON_IDENTIFYING}
+
+
 @dataclass(frozen=True, slots=True)
 class Alert:
     """One alert instance of one rule at one evaluation.
 
-    ``labels`` include ``alertname`` and, for levelled rules, ``level``;
-    ``annotations`` are rendered in the default language, ``annotations_i18n``
-    maps a language tag (``zh-CN``, ``en``) to that language's annotations.
+    ``labels`` include ``alertname`` and, when the rule classifies, ``level``
+    (also in ``level``). ``annotations`` are exactly what Prometheus would
+    render for the rule (every key, ``summary_zh`` included), so promtool
+    tests compare them unchanged; ``annotations_i18n`` maps a language tag
+    (``en``, ``zh-CN``) to ``summary``/``description``/``solution``... in that
+    language, falling back to English. ``flapping`` marks an alert that
+    changes state too often (kept firing instead of re-fired); ``inhibited``
+    marks a child whose parent alert fires (not to be ticketed).
     """
 
     name: str
@@ -57,4 +72,13 @@ class Alert:
 
     @property
     def fingerprint(self) -> str:
-        return fingerprint(self.labels)
+        """Identity for ticketing: Alertmanager's fingerprint of the labels without ``level``."""
+        return fingerprint(identity(self.labels))
+
+    def annotation(self, key: str, language: str = "en") -> str:
+        """One annotation in ``language``, falling back to English, then to the raw key."""
+        for lang in (language, "en"):
+            text = self.annotations_i18n.get(lang, {}).get(key)
+            if text:
+                return text
+        return self.annotations.get(key, "")
