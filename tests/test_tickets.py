@@ -1,4 +1,4 @@
-"""Ticket lifecycle in a real store: one ticket per fault, re-level, recover, reopen, people, SLA, escalation."""
+"""Ticket lifecycle in a real store: one ticket per fault, relevel, recover, reopen, people, SLA."""
 
 import json
 

@@ -1,0 +1,205 @@
+"""Ticket subcommands: ``tickets list|show|ack|note|resolve|close``, ``outbox [retry ID]``.
+
+They work directly on the state file of ``-c CONFIG`` (``agent.state_file``);
+WAL lets them run while the daemon does, and the daemon's outbox worker
+delivers what they enqueue.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import getpass
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from agent.errors import UserError
+
+DEFAULT_CONFIG = Path("/etc/opsagent/config.yaml")
+STATUSES = ("open", "acknowledged", "recovered", "resolved", "closed")
+
+
+def add_parsers(sub: Any) -> None:
+    """Register ``tickets`` and ``outbox`` on ``sub`` (an argparse subparsers object)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-c", "--config", type=Path, help=f"config file (default {DEFAULT_CONFIG})")
+    common.add_argument("--by", default="", help="who does this (default: the login name)")
+    # under ``outbox``, whose own -c must not be reset by the subcommand's default
+    inner = argparse.ArgumentParser(add_help=False)
+    inner.add_argument("-c", "--config", type=Path, default=argparse.SUPPRESS, help="config file")
+
+    p = sub.add_parser("tickets", help="list and work tickets")
+    tsub = p.add_subparsers(dest="tickets_command", metavar="COMMAND")
+    tsub.required = True
+    c = tsub.add_parser("list", parents=[common], help="list tickets, newest first")
+    c.add_argument("--status", action="append", choices=STATUSES, help="only this status (repeatable)")
+    c.add_argument("--level", action="append", help="only this level, e.g. P1 (repeatable)")
+    c.add_argument("--json", action="store_true", help="JSON output")
+    c.set_defaults(func=cmd_list)
+    c = tsub.add_parser("show", parents=[common], help="one ticket with its journal")
+    c.add_argument("id", type=int)
+    c.add_argument("--json", action="store_true", help="JSON output")
+    c.set_defaults(func=cmd_show)
+    c = tsub.add_parser("ack", parents=[common], help="acknowledge (stops the response clock)")
+    c.add_argument("id", type=int)
+    c.add_argument("--note", default="", help="text for the journal")
+    c.set_defaults(func=cmd_action, action="ack")
+    c = tsub.add_parser("note", parents=[common], help="add a note to the journal")
+    c.add_argument("id", type=int)
+    c.add_argument("text")
+    c.set_defaults(func=cmd_action, action="note")
+    c = tsub.add_parser("resolve", parents=[common], help="resolve (or confirm a recovered ticket)")
+    c.add_argument("id", type=int)
+    c.add_argument("--note", default="", help="what was done")
+    c.set_defaults(func=cmd_action, action="resolve")
+    c = tsub.add_parser("close", parents=[common], help="close for good")
+    c.add_argument("id", type=int)
+    c.add_argument("--note", default="", help="text for the journal")
+    c.set_defaults(func=cmd_action, action="close")
+
+    p = sub.add_parser("outbox", parents=[common], help="list pending and dead notifications; retry one")
+    osub = p.add_subparsers(dest="outbox_command", metavar="COMMAND")
+    p.add_argument("--json", action="store_true", help="JSON output")
+    p.set_defaults(func=cmd_outbox)
+    c = osub.add_parser("retry", parents=[inner], help="re-queue a dead entry for delivery now")
+    c.add_argument("id", type=int)
+    c.set_defaults(func=cmd_outbox_retry)
+
+
+def _open(args: argparse.Namespace) -> tuple[Any, Any]:
+    from agent.config import load_config
+    from agent.store import Store, StoreError
+    from agent.tickets import TicketBook, policy_from_config
+
+    path = args.config or DEFAULT_CONFIG
+    config = load_config(path)
+    if not Path(config.agent.state_file).exists():
+        raise UserError(f"no state file at {config.agent.state_file} (has the agent run yet?)")
+    try:
+        store = Store(config.agent.state_file)
+    except StoreError as e:
+        raise UserError(str(e)) from None
+    return store, TicketBook(store, policy_from_config(config))
+
+
+def _when(ts: float | None) -> str:
+    return "-" if ts is None else dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    store, book = _open(args)
+    try:
+        rows = book.list_tickets(args.status or (), args.level or ())
+    finally:
+        store.close()
+    if args.json:
+        json.dump(rows, sys.stdout, ensure_ascii=False, indent=1)
+        print()
+        return 0
+    print(f"{'ID':>5}  {'LEVEL':5}  {'STATUS':12}  {'OPENED':16}  {'RESPOND BY':16}  {'N':>4}  SUMMARY")
+    for t in rows:
+        print(
+            f"{t['id']:>5}  {t['level']:5}  {t['status']:12}  {_when(t['opened_at']):16}  "
+            f"{_when(t['respond_due']):16}  {t['occurrences']:>4}  {t['summary']}"
+        )
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    store, book = _open(args)
+    try:
+        t = book.get(args.id)
+    finally:
+        store.close()
+    if args.json:
+        json.dump(t, sys.stdout, ensure_ascii=False, indent=1)
+        print()
+        return 0
+    print(f"Ticket #{t['id']}  {t['level']}  {t['status']}  {t['summary']}")
+    for k in ("rule", "instance", "fingerprint", "source", "occurrences", "escalation_stage", "breached"):
+        print(f"  {k}: {t[k]}")
+    for k in (
+        "opened_at",
+        "acknowledged_at",
+        "restored_at",
+        "resolved_at",
+        "closed_at",
+        "respond_due",
+        "restore_due",
+        "resolve_due",
+    ):
+        print(f"  {k}: {_when(t[k])}")
+    print("  labels: " + ", ".join(f"{k}={v}" for k, v in sorted(t["labels"].items())))
+    for k in ("description", "solution", "evidence"):
+        if t[k]:
+            print(f"  {k}: {t[k]}")
+    print("Journal:")
+    for j in t["journal"]:
+        print(f"  {_when(j['at'])}  {j['who']:10}  {j['kind']:13}  {j['text']}")
+    return 0
+
+
+def cmd_action(args: argparse.Namespace) -> int:
+    store, book = _open(args)
+    who = args.by or getpass.getuser()
+    now = time.time()
+    try:
+        if args.action == "ack":
+            t = book.ack(args.id, who, now, args.note)
+        elif args.action == "note":
+            t = book.note(args.id, who, args.text, now)
+        elif args.action == "resolve":
+            t = book.resolve(args.id, who, now, args.note)
+        else:
+            t = book.close(args.id, who, now, args.note)
+    finally:
+        store.close()
+    print(f"ticket {args.id}: {t['status']}")
+    return 0
+
+
+def cmd_outbox(args: argparse.Namespace) -> int:
+    from agent.outbox import list_entries
+
+    store, _ = _open(args)
+    try:
+        with store.read() as db:
+            entries = list_entries(db)
+    finally:
+        store.close()
+    if args.json:
+        json.dump([e.__dict__ for e in entries], sys.stdout, ensure_ascii=False, indent=1)
+        print()
+        return 0
+    print(
+        f"{'ID':>6}  {'STATUS':8}  {'CHANNEL':12}  {'TICKET':>6}  {'TRIES':>5}  {'NEXT':16}"
+        "  TITLE / LAST ERROR"
+    )
+    for e in entries:
+        print(
+            f"{e.id:>6}  {e.status:8}  {e.channel:12}  {e.ticket_id or '-':>6}  {e.attempts:>5}  "
+            f"{_when(e.next_at) if e.status == 'pending' else '-':16}  {e.title}"
+            + (f"  [{e.last_error}]" if e.last_error else "")
+        )
+    return 0
+
+
+def cmd_outbox_retry(args: argparse.Namespace) -> int:
+    from agent.outbox import requeue
+
+    store, _ = _open(args)
+    try:
+        with store.tx() as db:
+            try:
+                e = requeue(db, args.id, time.time())
+            except KeyError:
+                raise UserError(f"no outbox entry {args.id} (see `opsagent outbox`)") from None
+            except ValueError as err:
+                raise UserError(str(err)) from None
+    finally:
+        store.close()
+    print(f"outbox entry {e.id} queued for delivery via {e.channel}")
+    return 0
