@@ -322,7 +322,7 @@ class BackupsCollector:
         if not problems:
             state["last_success"] = max(float(state.get("last_success", 0.0)), latest.mtime)
             ctx.state.put(key, json.dumps(state).encode())
-        yield from self._success_samples(ctx, key, state, lab, now)
+        yield from self._success_samples(ctx, key, state, lab, now, latest.mtime)
         status = "FAILED: " + "; ".join(problems) if problems else "ok"
         text = (f"{job.name} {kind}: newest {latest.path} ({latest.size} bytes, mtime {latest.mtime:.0f}), "
                 f"{len(files)} file(s); {status}" + (f"; {'; '.join(notes)}" if notes else ""))
@@ -343,12 +343,15 @@ class BackupsCollector:
 
     @staticmethod
     def _success_samples(
-        ctx: Context, key: str, state: dict[str, float], lab: dict[str, str], now: float
+        ctx: Context, key: str, state: dict[str, float], lab: dict[str, str], now: float,
+        newest: float | None = None,
     ) -> Iterator[Sample]:
         last = float(state.get("last_success", 0.0))
         yield LAST_SUCCESS.sample(last, lab)
-        # never succeeded: count from when the job was first watched, so a new install has its grace
-        yield AGE.sample(max(0.0, now - (last or float(state["first_seen"]))), lab)
+        # no good backup seen yet: count from the newest file (old files are overdue at once),
+        # or from when the job was first watched, so a new install without files has its grace
+        since = last or (newest if newest is not None else float(state["first_seen"]))
+        yield AGE.sample(max(0.0, now - since), lab)
 
     @staticmethod
     def _verify(ctx: Context, key: str, latest: BackupFile, bset: BackupSet) -> tuple[bool, str]:

@@ -101,8 +101,9 @@ def test_too_small_and_shrunk_backup_is_not_a_success(tmp_path: Path) -> None:
     assert value(samples, "opsagent_backup_size_bytes", **inc) == 50
     assert value(samples, "opsagent_backup_min_size_bytes", **inc) == 100
     assert value(samples, "opsagent_backup_size_change_ratio", **inc) == pytest.approx(0.005)
-    # never had a good one: the age counts from when the job was first watched
+    # never had a good one: the age counts from the newest file
     assert value(samples, "opsagent_backup_last_success_timestamp_seconds", **inc) == 0
+    assert value(samples, "opsagent_backup_age_seconds", **inc) == pytest.approx(0.5 * DAY)
     assert any("below the minimum" in e.text for e in ctx.evidence)
 
 
@@ -196,8 +197,8 @@ def test_unreadable_backup_directory_is_reported(tmp_path: Path) -> None:
     with os.fdopen(read_fd, "rb") as f:
         out = f.read().decode()
     os.waitpid(pid, 0)
-    readable, _, text = out.partition("|")
-    assert readable == "0.0"
+    shown, _, text = out.partition("|")
+    assert shown == "0.0"
     assert "cannot read backup location" in text and "Permission denied" in text
 
 
@@ -216,3 +217,19 @@ def test_sizes_checksums_and_config_errors() -> None:
     assert any("c.yml:3: jobs[0].full.path" in m for m in msgs)
     assert any("jobs[0].full.min_size" in m and "invalid size" in m for m in msgs)
     assert any("jobs[1].full" in m and "needs full, incremental or both" in m for m in msgs)
+
+
+def test_default_rules_on_a_broken_backup_directory(tmp_path: Path) -> None:
+    from rule_harness import firing
+
+    backup(tmp_path / "full-1.tar", 4096, 9, checksum=True)  # missed: weekly full is 9 days old
+    Path(tmp_path / "full-1.tar.sha256").write_text("0" * 64 + "  full-1.tar\n")  # and corrupt
+    backup(tmp_path / "inc-1.tar", 5000, 1.5)
+    backup(tmp_path / "inc-2.tar", 50, 0.5)  # too small, shrank
+    samples, _ = collect((weekly_daily(tmp_path),))
+    alerts = firing("backups.yml", [samples], NOW)
+    assert set(alerts) == {"BackupFullMissed", "BackupTooSmall", "BackupShrankSuspiciously",
+                           "BackupVerificationFailed", "BackupChainBroken"}
+    assert alerts["BackupFullMissed"][0].level == "P2"
+    assert alerts["BackupShrankSuspiciously"][0].level == "P3"
+    assert alerts["BackupTooSmall"][0].labels["kind"] == "incremental"

@@ -195,3 +195,19 @@ def test_cli_accept_and_show(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 
     assert main(["baseline", "show", "-c", str(cfg), "--area", "nonsense"]) == 1
     assert "unknown area" in capsys.readouterr().err
+
+
+def test_default_rules_new_uid0_is_p2_and_silences_the_accounts_drift(tmp_path: Path) -> None:
+    from rule_harness import firing
+
+    paths = make_root(tmp_path)
+    kv = MemoryKeyValue()
+    collect(paths, kv, 1.0)
+    with open(paths.root / "etc/passwd", "a") as f:
+        f.write("toor:x:0:0::/root:/bin/sh\n")
+    (paths.root / "etc/ssh/sshd_config").write_text(SSHD.replace("Port 22", "Port 2222"))
+    samples, _ = collect(paths, kv, 2.0)
+    alerts = firing("baseline.yml", [samples], 1000.0)
+    assert [a.level for a in alerts["BaselineNewUid0Account"]] == ["P2"]
+    # the accounts drift is the same finding (inhibited); the sshd drift is its own P3
+    assert {a.labels["area"]: a.level for a in alerts["BaselineDrift"]} == {"sshd": "P3"}

@@ -183,3 +183,18 @@ def test_cli_errors_are_one_line(
     store.close()
     assert main(["files", "restore", "-c", str(cfg), str(target), "--version", "7"]) == 1
     assert "has no version 7" in capsys.readouterr().err
+
+
+def test_default_rule_change_is_p3_for_an_hour(tmp_path: Path) -> None:
+    from rule_harness import firing
+
+    conf = tmp_path / "app.conf"
+    conf.write_text("a=1\n")
+    kv = MemoryKeyValue()
+    first, _, coll = collect((str(conf),), kv, 0.0)
+    conf.write_text("a=2\n")
+    second, _, _ = collect((), kv, 60.0, coll)
+    alerts = firing("configfiles.yml", [first, second], 1000.0)
+    (changed,) = alerts["ConfigFileChanged"]
+    assert changed.level == "P3" and changed.labels["path"] == str(conf)
+    assert firing("configfiles.yml", [first, first], 1000.0) == {}

@@ -267,3 +267,22 @@ def test_config_errors_name_the_key() -> None:
     assert any("targets[3].tier" in m for m in msgs)
     assert any("targets[4].expect" in m and "invalid regular expression" in m for m in msgs)
     assert all(m.startswith("probes.yml:") for m in msgs)
+
+
+
+def test_default_rules_classify_by_tier_and_certificate_expiry(https_server: tuple[int, Path, float]) -> None:
+    from rule_harness import firing
+
+    port, _, _ = https_server
+    closed = free_port()
+    samples, _ = run(
+        ProbeTarget("shop", "tcp", f"127.0.0.1:{closed}", tier="production"),
+        ProbeTarget("staging", "tcp", f"127.0.0.1:{closed}", tier="test"),
+        ProbeTarget("portal", "http", f"https://127.0.0.1:{port}/health", verify_tls=False),
+    )
+    alerts = firing("probes.yml", [samples], time.time())
+    down = {a.labels["probe"]: a.level for a in alerts["ServiceDown"]}
+    assert down == {"shop": "P1", "staging": "P3"}
+    (cert,) = alerts["EndpointCertificateExpiring"]
+    assert cert.level == "P2"  # 5 days left: within 7 days
+    assert "expires in" in cert.annotation("summary") and "过期" in cert.annotation("summary", "zh-CN")
