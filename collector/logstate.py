@@ -24,7 +24,7 @@ import os
 import re
 import stat
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -194,17 +194,27 @@ class LogReader:
 
     def blocks(self) -> Iterator[bytes]:
         """Blocks of new bytes from the files this path has been, oldest first. Raises Unreadable."""
+        # One descriptor for the live file: a rename between two looks at the
+        # name cannot make us check one file and read another.
         try:
-            st = os.stat(self.path)
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
             return
         except OSError as e:
-            raise Unreadable(f"cannot stat {self.path}: {e.strerror or e}") from None
+            raise Unreadable(f"cannot open {self.path}: {e.strerror or e}") from None
+        try:
+            yield from self._blocks(fd)
+        finally:
+            os.close(fd)
+
+    def _blocks(self, fd: int) -> Iterator[bytes]:
+        st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise Unreadable(f"{self.path} is not a regular file")
         pos = self.state.position
         copied = False
-        if pos is not None and (pos.dev, pos.ino) == (st.st_dev, st.st_ino) and _truncated(self.path, pos):
+        same = pos is not None and (pos.dev, pos.ino) == (st.st_dev, st.st_ino)
+        if pos is not None and same and _fd_truncated(fd, pos, st.st_size):
             # copytruncate: the lines between our offset and the copy are in the copy.
             self._event("copytruncate")
             copy = self._find(pos, by_head=True) if pos.offset else None
@@ -219,14 +229,16 @@ class LogReader:
             # Renamed away (or copied): finish the old file first, maybe over several cycles.
             old = self._find(pos)
             if old is not None:
-                yield from self._read(old, pos, final=True, current=True)
+                if not (yield from self._read(old, pos, final=True, current=True)):
+                    return  # it moved on again: find it next cycle
                 # Rotated more than once since the last cycle: the files in between, oldest first.
                 for mid in self._newer_siblings(old, st):
                     if self.budget.left <= 0:
                         break
                     mst = mid.stat()
                     self.state.position = Position(mst.st_dev, mst.st_ino, 0)
-                    yield from self._read(mid, self.state.position, final=True, current=True)
+                    if not (yield from self._read(mid, self.state.position, final=True, current=True)):
+                        return
                 if self.budget.left <= 0:
                     return
                 if not copied:
@@ -245,7 +257,7 @@ class LogReader:
                     self.state.previous = None
                 else:
                     yield from self._read(old, self.state.previous, final=True, current=False)
-        yield from self._read(self.path, self.state.position, final=False, current=True)
+        yield from self._read_fd(fd, self.path, self.state.position, final=False, current=True)
 
     def _newer_siblings(self, old: Path, current: os.stat_result) -> list[Path]:
         """Rotated files written after ``old`` (by name ``x.1``, ``x-20240101``), oldest first."""
@@ -283,65 +295,79 @@ class LogReader:
                 return p
         return None
 
-    def _read(self, path: Path, pos: Position | None, *, final: bool, current: bool) -> Iterator[bytes]:
-        """Read ``path`` from ``pos`` (None: first sight) and keep the position updated.
+    def _read(self, path: Path, pos: Position, *, final: bool, current: bool) -> Generator[bytes, None, bool]:
+        """Read a rotated file from ``pos``; False when it is no longer there under that name."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        except OSError as e:
+            raise Unreadable(f"cannot open {path}: {e.strerror or e}") from None
+        try:
+            return (yield from self._read_fd(fd, path, pos, final=final, current=current))
+        finally:
+            os.close(fd)
+
+    def _read_fd(
+        self, fd: int, path: Path, pos: Position | None, *, final: bool, current: bool
+    ) -> Generator[bytes, None, bool]:
+        """Read from ``pos`` (None: first sight) and keep the position updated; False: not pos's file.
 
         ``final``: the file no longer grows; a last line without newline is
         taken. ``current``: the position is ``state.position`` (else ``previous``).
         """
-        fd = _open(path)
-        try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise Unreadable(f"{path} is not a regular file")
-            size = st.st_size
-            if pos is None or (pos.dev, pos.ino) != (st.st_dev, st.st_ino):
-                offset = 0 if (pos is not None or self.from_beginning) else _line_start_before(fd, size)
-                pos = Position(st.st_dev, st.st_ino, offset)
-            elif _fd_truncated(fd, pos, size):
-                # Shrunk, or its first bytes changed: truncated and rewritten (copytruncate).
-                self._event("copytruncate")
-                pos = replace(pos, offset=0, head_len=0, head_crc=0)
-            if pos.head_len < HEAD_BYTES and size > pos.head_len:
-                hl, crc = _head(fd, size)
-                pos = replace(pos, head_len=hl, head_crc=crc)
-            self._store(pos, current)
-            offset = pos.offset
-            while self.budget.left > 0:
-                want = min(self.chunk_bytes, self.budget.left)
-                try:
-                    buf = os.pread(fd, want, offset)
-                except OSError as e:
-                    if e.errno == errno.EAGAIN:
-                        break
-                    raise Unreadable(f"cannot read {path}: {e.strerror or e}") from None
-                if not buf:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise Unreadable(f"{path} is not a regular file")
+        size = st.st_size
+        if pos is None:
+            offset = 0 if self.from_beginning else _line_start_before(fd, size)
+            pos = Position(st.st_dev, st.st_ino, offset)
+        elif (pos.dev, pos.ino) != (st.st_dev, st.st_ino):
+            return False  # renamed again since it was found: found anew next cycle
+        elif _fd_truncated(fd, pos, size):
+            # Shrunk, or its first bytes changed: truncated and rewritten (copytruncate).
+            self._event("copytruncate")
+            pos = replace(pos, offset=0, head_len=0, head_crc=0)
+        if pos.head_len < HEAD_BYTES and size > pos.head_len:
+            hl, crc = _head(fd, size)
+            pos = replace(pos, head_len=hl, head_crc=crc)
+        self._store(pos, current)
+        offset = pos.offset
+        while self.budget.left > 0:
+            want = min(self.chunk_bytes, self.budget.left)
+            try:
+                buf = os.pread(fd, want, offset)
+            except OSError as e:
+                if e.errno == errno.EAGAIN:
                     break
-                nl = buf.rfind(b"\n")
-                if len(buf) < want and final and nl != len(buf) - 1:
-                    buf += b"\n"  # the rotated file's last line, never to be finished
-                    taken = len(buf) - 1
-                elif nl < 0:
-                    # No line end: a line longer than a block is cut (progress is
-                    # guaranteed); a partial last line waits for its newline.
-                    if len(buf) == self.chunk_bytes or (len(buf) == want and self.budget.used == 0):
-                        taken = len(buf)
-                    else:
-                        break
-                else:
-                    buf = buf[: nl + 1]
+                raise Unreadable(f"cannot read {path}: {e.strerror or e}") from None
+            if not buf:
+                break
+            nl = buf.rfind(b"\n")
+            if len(buf) < want and final and nl != len(buf) - 1:
+                buf += b"\n"  # the rotated file's last line, never to be finished
+                taken = len(buf) - 1
+            elif nl < 0:
+                # No line end: a line longer than a block is cut (progress is
+                # guaranteed); a partial last line waits for its newline.
+                if len(buf) == self.chunk_bytes or (len(buf) == want and self.budget.used == 0):
                     taken = len(buf)
-                offset += taken
-                self.budget.take(taken)
-                self.state.read_bytes += taken
-                pos = replace(pos, offset=offset)
-                self._store(pos, current)
-                yield buf
-            if current:
-                with contextlib.suppress(OSError):
-                    self.backlog = max(0, os.fstat(fd).st_size - offset)
-        finally:
-            os.close(fd)
+                else:
+                    break
+            else:
+                buf = buf[: nl + 1]
+                taken = len(buf)
+            offset += taken
+            self.budget.take(taken)
+            self.state.read_bytes += taken
+            pos = replace(pos, offset=offset)
+            self._store(pos, current)
+            yield buf
+        if current:
+            with contextlib.suppress(OSError):
+                self.backlog = max(0, os.fstat(fd).st_size - offset)
+        return True
 
     def _store(self, pos: Position, current: bool) -> None:
         if current:
@@ -357,18 +383,6 @@ def _same_head(path: Path, pos: Position) -> bool:
         return False
     try:
         return _head(fd, pos.head_len) == (pos.head_len, pos.head_crc)
-    finally:
-        os.close(fd)
-
-
-def _truncated(path: Path, pos: Position) -> bool:
-    """Whether the file at ``pos``'s inode is now shorter than the offset or starts differently."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return False  # reported when the read itself fails
-    try:
-        return _fd_truncated(fd, pos, os.fstat(fd).st_size)
     finally:
         os.close(fd)
 
