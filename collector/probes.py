@@ -43,7 +43,7 @@ FAILED_REGEX = gauge(
 FAILURE_INFO = gauge(
     "opsagent_probe_failure_info", "Why the probe failed, as a short reason label (value is 1)."
 )
-PROCESS_COUNT = gauge("opsagent_process_count", "Number of processes matching a process probe.")
+PROCESS_COUNT = gauge("opsagent_probe_processes", "Number of processes matching a process probe.")
 UNIT_ACTIVE = gauge(
     "opsagent_systemd_unit_active", "Whether the systemd unit is active (1), not active (0), or unknown (-1)."
 )

@@ -228,10 +228,10 @@ def test_process_presence_by_name_and_cmdline(tmp_path: Path) -> None:
         ProbeTarget("db", "process", process_name="postgres", tier="production"),
         paths=Paths(proc=proc),
     )
-    assert value(samples, "opsagent_process_count", probe="web") == 1
+    assert value(samples, "opsagent_probe_processes", probe="web") == 1
     assert value(samples, "probe_success", probe="billing") == 1
     assert value(samples, "probe_success", probe="db") == 0
-    assert value(samples, "opsagent_process_count", probe="db") == 0
+    assert value(samples, "opsagent_probe_processes", probe="db") == 0
     assert count_processes(ProbeTarget("x", "process", process_name="java"), procs) == 1
 
 
@@ -286,3 +286,26 @@ def test_default_rules_classify_by_tier_and_certificate_expiry(https_server: tup
     (cert,) = alerts["EndpointCertificateExpiring"]
     assert cert.level == "P2"  # 5 days left: within 7 days
     assert "expires in" in cert.annotation("summary") and "过期" in cert.annotation("summary", "zh-CN")
+
+
+@pytest.mark.skipif(not __import__("shutil").which("promtool"), reason="promtool not installed")
+def test_exposition_of_this_areas_collectors_passes_promtool(tmp_path: Path) -> None:
+    import subprocess
+
+    from collector.backups import BackupJob, BackupsCollector, BackupsConfig, BackupSet
+    from collector.baseline import BaselineCollector, BaselineConfig
+    from collector.configfiles import ConfigFilesCollector, ConfigFilesConfig
+    from collector.exposition import render
+
+    (tmp_path / "app.conf").write_text("a=1\n")
+    (tmp_path / "b.tar").write_bytes(b"x" * 10)
+    ctx = Context(config=None, clock=time.time)
+    samples, _ = run(ProbeTarget("down", "tcp", f"127.0.0.1:{free_port()}"),
+                     ProbeTarget("me", "process", cmdline_regex=Regex("pytest")))
+    samples += list(ConfigFilesCollector(ConfigFilesConfig(paths=(f"{tmp_path}/app.conf",))).collect(ctx))
+    samples += list(BaselineCollector(BaselineConfig(setuid_dirs=("/usr/bin",))).collect(ctx))
+    job = BackupJob("j", full=BackupSet(f"{tmp_path}/*.tar", max_age=Duration(86400)))
+    samples += list(BackupsCollector(BackupsConfig(jobs=(job,))).collect(ctx))
+    r = subprocess.run(["promtool", "check", "metrics"], input=render(samples), capture_output=True,
+                       text=True, timeout=60, check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
