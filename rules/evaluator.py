@@ -105,6 +105,12 @@ class RuleEvaluator:
         self._state = {k: v for k, v in self._state.items() if k in keys}
         self.ruleset = ruleset
 
+    def adopt(self, other: RuleEvaluator) -> None:
+        """Take over another evaluator's alert state for the rules both have (a reload)."""
+        keys = {r.key for r in self.ruleset.alerting_rules}
+        self._state.update({k: v for k, v in other._state.items() if k in keys})
+        self._group_last.update(other._group_last)
+
     def evaluate(self, history: Any, now: float) -> list[Alert]:
         """Evaluate every due group at ``now``; return pending, firing and just-resolved alerts."""
         from rules.promql import Engine
@@ -175,11 +181,11 @@ class RuleEvaluator:
         base = self._query(engine, cache, rule.expr, rule.parsed, now)
         classifies = bool(rule.levels or rule.urgency)
         holding: dict[LabelKey, tuple[Series, dict[str, str], str | None]] = {}
-        base_by_series: dict[LabelKey, float] = {}
+        base_by_series: dict[LabelKey, Series] = {}
         for s in base:
             series_key = _key(_without_name(s.labels))
             if rule.levels:
-                base_by_series[series_key] = s.value
+                base_by_series[series_key] = s
             level = self._level(rule, s)
             if rule.levels and level is None:
                 continue  # no threshold holds
@@ -221,9 +227,10 @@ class RuleEvaluator:
                     kept.add(ident)
                     continue
             if rule.recover_threshold is not None:
-                v = base_by_series.get(a.series)
-                if v is not None and not rule.recover_threshold.holds(v):
-                    a.value = v
+                cur = base_by_series.get(a.series)
+                if cur is not None and not rule.recover_threshold.holds(cur.value):
+                    a.value = cur.value
+                    self._annotate(rule, a, cur)  # texts show the current value, not the last alarming one
                     kept.add(ident)
 
         if opts.flapping:
