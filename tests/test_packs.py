@@ -1,4 +1,4 @@
-"""The default rule packs: they load, are bilingual, every rule is tested, and their export runs in promtool."""
+"""Default rule packs: they load, are bilingual, every rule is tested, their export runs in promtool."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 HOST_PACKS = ("targets", "filesystem", "memory", "cpu", "clock", "hardware", "network")
 PLAIN_TESTS = sorted((ROOT / "tests" / "rules_packs").glob("*.yml"))
 EXT_TESTS = sorted((ROOT / "tests" / "rules_ext").glob("*.yml"))
-promtool = pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian package prometheus) missing")
+promtool = pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool missing")
 
 
 def host_rules():
@@ -35,7 +35,8 @@ def test_every_rule_explains_itself_in_english_and_chinese(rule):
         assert rule.annotations.get(key), f"{rule.name}: no {key}"
         assert rule.annotations.get(f"{key}_zh"), f"{rule.name}: no {key}_zh"
         assert by["zh-CN"][key] != by["en"][key]
-    assert rule.levels or rule.urgency or rule.labels.get("severity") in ("critical", "error", "warning", "info")
+    severities = ("critical", "error", "warning", "info")
+    assert rule.levels or rule.urgency or rule.labels.get("severity") in severities
 
 
 def alerts_fired_in(files):

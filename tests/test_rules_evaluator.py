@@ -60,7 +60,8 @@ groups:
     assert states(firing) == [("Down", "firing")]
     a = firing[0]
     # a plain Prometheus rule: level from severity, labels exactly as Prometheus gives them
-    assert a.level == "P1" and dict(a.labels) == {"alertname": "Down", "instance": "a", "severity": "critical"}
+    assert a.level == "P1"
+    assert dict(a.labels) == {"alertname": "Down", "instance": "a", "severity": "critical"}
     resolved = f.step(up(1))
     assert states(resolved) == [("Down", "resolved")] and resolved[0].resolved_at == T0 + 4 * STEP
     assert f.step(up(1)) == []  # reported once, then forgotten

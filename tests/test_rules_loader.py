@@ -1,4 +1,4 @@
-"""Rule files: Prometheus files load unchanged; every mistake is located (file, line, key, expression part)."""
+"""Rule files: Prometheus files load unchanged; every mistake is located (file, line, key, expression)."""
 
 from __future__ import annotations
 
