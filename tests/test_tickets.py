@@ -20,14 +20,21 @@ from agent.tickets import (
 from rules.model import Alert
 
 T0 = 1_726_000_000.0
-ROUTE = Route("hook", "webhook", frozenset({"P1", "P2", "P3", "P4"}),
-              frozenset({"opened", "reopened", "relevel", "resolved", "recovered", "breach"}), True, "en")
+ROUTE = Route(
+    "hook",
+    "webhook",
+    frozenset({"P1", "P2", "P3", "P4"}),
+    frozenset({"opened", "reopened", "relevel", "resolved", "recovered", "breach"}),
+    True,
+    "en",
+)
 
 
 def ev(level="P3", state="firing", started=T0, instance="db-1", rule="DiskFull", at=0.0):
     labels = {"alertname": rule, "instance": instance, "level": level}
-    return AlertEvent(identity(labels), rule, level, state, labels,
-                      {"summary": f"disk full on {instance}"}, started, at)
+    return AlertEvent(
+        identity(labels), rule, level, state, labels, {"summary": f"disk full on {instance}"}, started, at
+    )
 
 
 @pytest.fixture
@@ -123,7 +130,11 @@ def test_manual_transitions_and_clear_errors(store):
         b.note(tid, "x", "  ", T0)
     j = b.get(tid)["journal"]
     assert [(x["who"], x["kind"]) for x in j] == [
-        ("opsagent", "opened"), ("alice", "acknowledged"), ("alice", "note"), ("bob", "closed")]
+        ("opsagent", "opened"),
+        ("alice", "acknowledged"),
+        ("alice", "note"),
+        ("bob", "closed"),
+    ]
     # a closed ticket is final: the fault coming back opens a new one
     b.apply([ev("P1", started=T0 + 100)], T0 + 100)
     assert len(b.list_tickets()) == 2
@@ -148,8 +159,9 @@ def test_ack_stops_response_clock_breach_of_others_recorded_once(store):
 def test_escalation_steps_journaled_ack_cancels_people_not_vendor(store):
     from agent.tickets import Contact
 
-    b = book(store, contacts={"m1": Contact("M1", "m1@example.com", "13800000000")},
-             groups={"manager1": ("m1",)})
+    b = book(
+        store, contacts={"m1": Contact("M1", "m1@example.com", "13800000000")}, groups={"manager1": ("m1",)}
+    )
     b.apply([ev("P1")], T0)
     [t] = b.list_tickets()
     b.tick(T0 + 601)
@@ -165,8 +177,9 @@ def test_escalation_steps_journaled_ack_cancels_people_not_vendor(store):
 
 
 def test_maintenance_silences_notifications_and_escalation_not_recording(store):
-    w = make_window("upgrade", ['instance=~"db-.*"'], start="2024-09-10T00:00:00+00:00",
-                    end="2024-09-12T00:00:00+00:00")
+    w = make_window(
+        "upgrade", ['instance=~"db-.*"'], start="2024-09-10T00:00:00+00:00", end="2024-09-12T00:00:00+00:00"
+    )
     assert w.in_force(T0)
     b = book(store, windows=(w,), ladder={"P1": (Step(60.0, ("manager1",)),)})
     b.apply([ev("P1")], T0)
