@@ -1,0 +1,179 @@
+"""The rules stage of the cycle: samples -> history -> rule evaluation -> alerts.
+
+After each evaluation the stage holds the alerts in ``.alerts`` (pending,
+firing, and the ones resolved this time) and ``.actionable`` (what
+ticketing acts on: firing or resolved, not inhibited); later stages find it
+as ``cycle.rules_stage``. It exports ``ALERTS`` and ``ALERTS_FOR_STATE``
+as Prometheus does, plus its own evaluation metrics.
+
+Rule files are read in ``setup``: a bad one raises ConfigError, the
+daemon keeps the running cycle, so a reload with a bad rule file keeps the
+old rules running. Across a good reload the new stage shares the running
+stage's history and, at its first evaluation (when the old cycle is gone),
+takes over the alert state of every unchanged rule, so ``for`` timers and
+forecasts do not start over.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from collector.model import Sample, counter, gauge
+from rules.evaluator import RuleEvaluator, actionable, alert_samples
+from rules.loader import RuleSet, RulesOptions, load_files, pack_paths
+from rules.model import Alert
+
+if TYPE_CHECKING:
+    from agent.config import Config
+    from agent.cycle import Cycle
+
+log = logging.getLogger("opsagent.rules")
+
+EVAL_DURATION = gauge(
+    "opsagent_rules_evaluation_duration_seconds", "How long the last evaluation of all rules took."
+)
+EVAL_FAILURES = counter(
+    "opsagent_rules_evaluation_failures_total", "Rule evaluations that failed (the rule kept its alerts)."
+)
+RULES_LOADED = gauge("opsagent_rules_loaded", "Alerting and recording rules loaded.")
+LAST_EVAL = gauge("opsagent_rules_last_evaluation_timestamp_seconds", "When rules were last evaluated.")
+
+# The running stage per state file: a reloaded configuration's stage takes over from it.
+_running: dict[str, RulesStage] = {}
+
+
+def rules_options(cfg: Config) -> RulesOptions:
+    """RulesOptions from the ``rules:`` config section."""
+    r = cfg.rules
+    return RulesOptions(
+        severity_levels=dict(r.severity_levels),
+        impact_matrix={k: dict(v) for k, v in r.impact_matrix.items()},
+        default_tier=r.default_tier,
+        language=r.language or cfg.agent.language,
+        flapping=r.flapping.enabled,
+        flap_window=r.flapping.window,
+        flap_high=r.flapping.high,
+        flap_low=r.flapping.low,
+        disabled=frozenset(r.disabled),
+        honor_group_interval=True,
+    )
+
+
+def active_rule_paths(cfg: Config) -> list[Path]:
+    """The default packs (unless disabled) and the configured rule files, globs expanded.
+
+    A glob matching nothing adds nothing (as in Prometheus); a plain path is
+    kept, so a missing file is reported by the loader.
+    """
+    r = cfg.rules
+    paths: list[Path] = list(pack_paths(frozenset(r.disabled))) if r.packs else []
+    base = Path(cfg.source).parent if cfg.source else Path.cwd()
+    for pattern in r.files:
+        full = pattern if Path(pattern).is_absolute() else str(base / pattern)
+        if glob.has_magic(full):
+            paths += [Path(p) for p in sorted(glob.glob(full))]
+        else:
+            paths.append(Path(full))
+    return paths
+
+
+def load_rules(cfg: Config) -> RuleSet:
+    """Load the active rules of a configuration; ConfigError names every problem."""
+    return load_files(active_rule_paths(cfg), rules_options(cfg))
+
+
+class RulesStage:
+    """Appends each cycle's samples to the history and evaluates the rules when due."""
+
+    def __init__(
+        self,
+        ruleset: RuleSet,
+        options: RulesOptions,
+        retention: float = 6 * 3600,
+        interval: float = 0.0,
+        previous: RulesStage | None = None,
+        key: str = "",
+    ):
+        from rules.history import History
+
+        self.options = options
+        self.interval = interval
+        self.retention = retention
+        self.key = key
+        # sharing the running stage's history is safe: only one of the two is ever called
+        self.history: Any = previous.history if previous is not None else History(retention)
+        self.evaluator = RuleEvaluator(ruleset, options)
+        self._previous = previous
+        self.alerts: list[Alert] = list(previous.alerts) if previous is not None else []
+        self.last_eval: float | None = previous.last_eval if previous is not None else None
+
+    @property
+    def ruleset(self) -> RuleSet:
+        return self.evaluator.ruleset
+
+    @property
+    def actionable(self) -> list[Alert]:
+        """Firing and just-resolved alerts that are not inhibited: what ticketing acts on."""
+        return actionable(self.alerts)
+
+    def __call__(self, samples: list[Sample], now: float) -> None:
+        if self._previous is not None or _running.get(self.key) is not self:
+            self._take_over()
+        self.history.append(samples, now, source="cycle")
+        if self.last_eval is not None and now - self.last_eval < self.interval - 1e-6:
+            # not due: nothing resolves twice, the active alerts stand
+            self.alerts = [a for a in self.alerts if a.state != "resolved"]
+            return
+        before = self.evaluator.failures_total
+        self.alerts = self.evaluator.evaluate(self.history, now)
+        self.last_eval = now
+        for err in self.evaluator.last_errors:
+            log.error("rule evaluation failed", extra={"error": err})
+        if self.evaluator.failures_total > before:
+            log.warning("rules evaluated with failures",
+                        extra={"failures": self.evaluator.failures_total - before})
+
+    def samples(self) -> list[Sample]:
+        """ALERTS, ALERTS_FOR_STATE and the stage's own metrics."""
+        ts = self.last_eval or 0.0
+        out = alert_samples(self.alerts, ts)
+        out.append(Sample(EVAL_DURATION.name, {}, self.evaluator.last_duration, ts))
+        out.append(Sample(EVAL_FAILURES.name, {}, float(self.evaluator.failures_total), ts))
+        out.append(Sample(RULES_LOADED.name, {}, float(len(self.ruleset)), ts))
+        if self.last_eval is not None:
+            out.append(Sample(LAST_EVAL.name, {}, self.last_eval, ts))
+        return out
+
+    def _take_over(self) -> None:
+        """First call of this stage: the old cycle is gone; adopt its alert state."""
+        if self._previous is not None:
+            self.evaluator.adopt(self._previous.evaluator)
+            self.evaluator.failures_total = self._previous.evaluator.failures_total
+            self._previous = None
+        self.history.retention = self.retention
+        _running[self.key] = self
+
+    def close(self) -> None:
+        """Nothing to release; a reloaded stage takes over the history and state."""
+
+
+def setup(cycle: Cycle) -> None:
+    """Add the rules stage to the cycle (component entry point, see agent.cycle)."""
+    cfg = cycle.config
+    key = str(cfg.agent.state_file)
+    ruleset = load_rules(cfg)  # ConfigError: the daemon keeps the running cycle and its rules
+    stage = RulesStage(
+        ruleset, rules_options(cfg), retention=float(cfg.rules.history),
+        interval=float(cfg.rules.evaluation_interval), previous=_running.get(key), key=key,
+    )
+    cycle.rules_stage = stage  # type: ignore[attr-defined]
+    cycle.add_stage(stage)
+    log.info("rules loaded", extra={"rules": len(ruleset), "files": len(ruleset.files)})
+
+
+def check_rule_files(cfg: Config) -> None:
+    """Validate the configuration's rule files (raises ConfigError); used by load_config."""
+    load_rules(cfg)
