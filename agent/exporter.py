@@ -315,6 +315,9 @@ class _Server6(_Server):
 
 class _HandlerBase(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # headers and body go out in two writes: without TCP_NODELAY the second waits
+    # for the client's delayed ACK (40 ms per scrape)
+    disable_nagle_algorithm = True
     timeout = 30
     server_version = "opsagent"
     sys_version = ""

@@ -75,6 +75,8 @@ class Runner:
         selected = [self.jobs[n] for n in (names if names is not None else self.jobs)]
         started: list[tuple[Job, Result, threading.Thread, float]] = []
         results: list[Result] = []
+        # one start time for the batch keeps jobs of equal interval due together
+        batch_start = self.monotonic()
         for job in selected:
             res = Result(job.name)
             if job.thread is not None and job.thread.is_alive():
@@ -84,7 +86,7 @@ class Runner:
                 continue
             ctx = self.make_context(job)
             t0 = self.monotonic()
-            job.last_start = t0
+            job.last_start = batch_start
             th = threading.Thread(
                 target=self._run_one, args=(job, ctx, res, t0), name=f"collector-{job.name}", daemon=True
             )
