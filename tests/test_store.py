@@ -78,7 +78,7 @@ def test_badly_named_migration_is_an_error(tmp_path: Path) -> None:
     d = tmp_path / "migs"
     d.mkdir()
     (d / "1_x.sql").write_text("SELECT 1;")
-    with pytest.raises(StoreError, match="NNNN_name.sql"):
+    with pytest.raises(StoreError, match=r"NNNN_name\.sql"):
         read_migrations(d)
 
 
