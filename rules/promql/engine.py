@@ -305,7 +305,7 @@ class Engine:
         args = e.args
         if name == "time":
             return Scalar(t / 1000)
-        if e.args and args[0].type == "matrix":
+        if any(a.type == "matrix" for a in args):
             return self._range_call(e, t)
         if name == "timestamp":
             inner = unwrap(args[0])
@@ -410,7 +410,7 @@ class Engine:
 
     def _range_call(self, e: Call, t: float) -> Vector:
         name = e.func
-        sel = unwrap(e.args[0])
+        sel = unwrap(next(a for a in e.args if a.type == "matrix"))
         assert isinstance(sel, MatrixSelector)
         mat = self._matrix(sel, t)
         if name == "absent_over_time":
@@ -443,9 +443,6 @@ class Engine:
                 return slope * duration + intercept
         elif name == "quantile_over_time":
             q = self._scalar(e.args[0], t)
-            sel = unwrap(e.args[1])
-            assert isinstance(sel, MatrixSelector)
-            mat = self._matrix(sel, t)
 
             def f(ts: Sequence[float], vs: Sequence[float]) -> float | None:
                 return fn.quantile(q, list(vs))

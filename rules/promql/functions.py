@@ -314,20 +314,49 @@ def _safe(f: Callable[[float], float]) -> Callable[[float], float]:
     return g
 
 
-def _ln(v: float) -> float:
-    if v == 0:
+# Go's math.Log (FreeBSD's e_log.c), ported so results agree with Prometheus to the last bit.
+_LN2_HI, _LN2_LO = 6.93147180369123816490e-01, 1.90821492927058770002e-10
+_L1, _L2, _L3, _L4 = 6.666666666666735130e-01, 3.999999999940941908e-01, 2.857142874366239149e-01, \
+    2.222219843214978396e-01
+_L5, _L6, _L7 = 1.818357216161805012e-01, 1.531383769920937332e-01, 1.479819860511658591e-01
+_INV_LN10 = 0.4342944819032518  # float64(1/Ln10), as Go's constant arithmetic rounds it
+_INV_LN2 = 1.4426950408889634  # float64(1/Ln2)
+
+
+def _ln(x: float) -> float:
+    if x != x or x == math.inf:
+        return x
+    if x < 0:
+        return math.nan
+    if x == 0:
         return -math.inf
-    if v == math.inf:
-        return math.inf
-    return math.log(v) if v > 0 else math.nan
+    f1, ki = math.frexp(x)
+    if f1 < math.sqrt(2) / 2:
+        f1 *= 2
+        ki -= 1
+    f = f1 - 1
+    k = float(ki)
+    s = f / (2 + f)
+    s2 = s * s
+    s4 = s2 * s2
+    t1 = s2 * (_L1 + s4 * (_L3 + s4 * (_L5 + s4 * _L7)))
+    t2 = s4 * (_L2 + s4 * (_L4 + s4 * _L6))
+    r = t1 + t2
+    hfsq = 0.5 * f * f
+    return k * _LN2_HI - ((hfsq - (s * (hfsq + r) + k * _LN2_LO)) - f)
 
 
-def _log2(v: float) -> float:
-    return _ln(v) if v <= 0 or math.isinf(v) or v != v else math.log2(v)
+def _log2(x: float) -> float:
+    if x != x or x <= 0 or math.isinf(x):
+        return _ln(x)
+    frac, exp = math.frexp(x)
+    if frac == 0.5:  # exact powers of two give exact answers
+        return float(exp - 1)
+    return _ln(frac) * _INV_LN2 + float(exp)
 
 
-def _log10(v: float) -> float:
-    return _ln(v) if v <= 0 or math.isinf(v) or v != v else math.log10(v)
+def _log10(x: float) -> float:
+    return _ln(x) * _INV_LN10
 
 
 def _sgn(v: float) -> float:
