@@ -160,7 +160,8 @@ class RuleEvaluator:
         for s in as_series(engine.instant(rule.parsed, now)):
             labels = {**_without_name(s.labels), **rule.labels}
             samples.append(Sample(rule.record, labels, s.value, now))
-        history.append(samples, now, source="rules")
+        # one source per rule: a source's series missing next time get a staleness marker
+        history.append(samples, now, source=f"rule:{rule.file}:{rule.group}:{rule.record}")
 
     def _level(self, rule: AlertingRule, series: Series) -> str | None:
         opts = self.options
