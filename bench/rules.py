@@ -14,10 +14,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from collector.model import Sample  # noqa: E402
-from rules.evaluator import RuleEvaluator  # noqa: E402
-from rules.history import History  # noqa: E402
-from rules.loader import RulesOptions, load_files, pack_paths  # noqa: E402
+from collector.model import Sample
+from rules.evaluator import RuleEvaluator
+from rules.history import History
+from rules.loader import RulesOptions, load_files, pack_paths
 
 STEP = 15.0
 HISTORY = 2 * 3600
@@ -26,7 +26,8 @@ FILESYSTEMS = ("/", "/boot", "/var", "/data", "/home")
 DEVICES = ("eth0", "eth1", "bond0", "lo")
 NET_FIELDS = ("receive_bytes", "transmit_bytes", "receive_packets", "transmit_packets",
               "receive_errs", "transmit_errs", "receive_drop")
-COLLECTORS = ("cpu", "meminfo", "filesystem", "netdev", "load", "timex", "hwmon", "stat", "diskstats", "uname")
+COLLECTORS = ("cpu", "meminfo", "filesystem", "netdev", "load", "timex", "hwmon", "stat", "diskstats",
+              "uname")
 
 
 def instance_series(inst: str, tier: str, t: float, rnd: random.Random) -> list[Sample]:
@@ -41,7 +42,8 @@ def instance_series(inst: str, tier: str, t: float, rnd: random.Random) -> list[
         fs = {**base, "device": f"/dev/sd{chr(97 + i)}1", "fstype": "ext4", "mountpoint": mp}
         size = 100e9
         avail = size * (0.5 - 0.4 * ((t % 86400) / 86400) * (i == 3))  # /data fills slowly
-        out += [Sample("node_filesystem_size_bytes", fs, size), Sample("node_filesystem_avail_bytes", fs, avail),
+        out += [Sample("node_filesystem_size_bytes", fs, size),
+                Sample("node_filesystem_avail_bytes", fs, avail),
                 Sample("node_filesystem_free_bytes", fs, avail), Sample("node_filesystem_files", fs, 6e6),
                 Sample("node_filesystem_files_free", fs, 5e6), Sample("node_filesystem_readonly", fs, 0),
                 Sample("node_filesystem_device_error", fs, 0)]
@@ -56,7 +58,8 @@ def instance_series(inst: str, tier: str, t: float, rnd: random.Random) -> list[
             Sample("node_memory_SwapTotal_bytes", base, 8e9), Sample("node_memory_SwapFree_bytes", base, 7e9),
             Sample("node_load1", base, 2 + rnd.random()), Sample("node_load5", base, 2),
             Sample("node_load15", base, 2), Sample("node_timex_sync_status", base, 1),
-            Sample("node_timex_maxerror_seconds", base, 0.1), Sample("node_timex_offset_seconds", base, 0.001),
+            Sample("node_timex_maxerror_seconds", base, 0.1),
+            Sample("node_timex_offset_seconds", base, 0.001),
             Sample("node_vmstat_pswpin", base, 10 * t), Sample("node_vmstat_pswpout", base, 10 * t),
             Sample("up", {**base, "job": "node"}, 1)]
     for s in range(4):
@@ -103,7 +106,8 @@ def main() -> None:
     print(f"rules: {len(rules.alerting_rules)} alerting rules from {len(rules.files)} packs; "
           f"alerts at the end: {len(alerts)}; evaluation failures: {ev.failures_total}")
     print(f"evaluation cycle: median {statistics.median(times) * 1000:.1f} ms, "
-          f"min {min(times) * 1000:.1f} ms, max {max(times) * 1000:.1f} ms over {cycles} cycles (target <= 50 ms)")
+          f"min {min(times) * 1000:.1f} ms, max {max(times) * 1000:.1f} ms over {cycles} cycles "
+          "(target <= 50 ms; the max is a cycle where the 5m forecast group is due)")
 
 
 if __name__ == "__main__":
