@@ -25,6 +25,8 @@ DEFAULT_CONTINUATION = (
     r"|[A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt)(?::|$)"
 )
 
+_MAX_CARRY = 1 << 20  # a longer trailing record is matched as it is, not held back
+
 
 @dataclass(frozen=True, slots=True)
 class PatternSpec:
@@ -112,7 +114,7 @@ class Matcher:
         end = len(data)
         if self._cont is not None and end:
             head = self._last_record_start(data)
-            if head > 0:
+            if end - head <= _MAX_CARRY:
                 self._carry = data[head:]
                 end = head
         return self._records(data, end)
