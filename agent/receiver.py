@@ -43,8 +43,8 @@ def _time(text: Any, where: str) -> float:
         s = text
         if "." in s:  # Go writes nanoseconds; keep microseconds
             head, _, rest = s.partition(".")
-            digits = "".join(ch for ch in rest if ch.isdigit())
-            s = f"{head}.{digits[:6]}{rest[len(digits) :]}"
+            n = len(rest) - len(rest.lstrip("0123456789"))
+            s = f"{head}.{rest[: min(n, 6)]}{rest[n:]}"
         return dt.datetime.fromisoformat(s).timestamp()
     except ValueError:
         raise PayloadError(f"{where}: invalid RFC 3339 time {text!r}") from None

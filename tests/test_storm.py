@@ -30,7 +30,7 @@ DRIVER = textwrap.dedent("""
     path, url = sys.argv[1], sys.argv[2]
     T0 = 1_726_000_000.0
     store = Store(path)
-    route = Route("ding", "dingtalk", frozenset({"P1", "P2", "P3", "P4"}), frozenset({"opened"}), False, "zh-CN")
+    route = Route("ding", "dingtalk", frozenset({"P1"}), frozenset({"opened"}), False, "zh-CN")
     book = TicketBook(store, TicketPolicy(routes=(route,)))
     ding = build_notifier("ding", SimpleNamespace(type="dingtalk", url=Secret(url), secret=None,
         rate_limit=-1, rate_window=Duration(60), digest_items=20, timeout=Duration(5)))
