@@ -399,6 +399,71 @@ class RulesSection:
         return out
 
 
+# -------------------------------------------------------- checks (agent/checks.py, docs/checks-runs.md)
+
+
+@dataclass(frozen=True)
+class CheckProfile:
+    """What one named check covers: collectors, areas, rules, targets, and how far back it looks."""
+
+    # collectors the one-shot run (opsagent check) runs; empty: every enabled collector
+    collectors: tuple[str, ...] = ()
+    # checklist areas shown (resources, services, backups, logs, security, tickets); empty: all
+    areas: tuple[str, ...] = ()
+    # alert names or rule-file stems whose alerts count; empty: all; exclude_rules wins
+    rules: tuple[str, ...] = ()
+    exclude_rules: tuple[str, ...] = ()
+    # label matchers, e.g. 'instance=~"db-.*"'; items and alerts must match all of them
+    targets: tuple[str, ...] = ()
+    # log matches and config changes newer than this are findings ("errors logged overnight")
+    lookback: Duration = Duration(24 * 3600)  # noqa: RUF009
+
+    def check(self) -> list[tuple[str, str]]:
+        from agent.checks import AREAS, parse_matcher
+
+        out: list[tuple[str, str]] = []
+        known = discover()
+        out += [(f"collectors[{i}]", f"unknown collector {c!r} (known: {', '.join(known)})")
+                for i, c in enumerate(self.collectors) if c not in known]
+        out += [(f"areas[{i}]", f"unknown area {a!r} (use {', '.join(AREAS)})")
+                for i, a in enumerate(self.areas) if a not in AREAS]
+        for i, m in enumerate(self.targets):
+            try:
+                parse_matcher(m)
+            except ValueError as e:
+                out.append((f"targets[{i}]", str(e)))
+        if self.lookback <= 0:
+            out.append(("lookback", "must be greater than 0"))
+        return out
+
+
+@dataclass(frozen=True)
+class ChecksSection:
+    """The named checks' contents (when they run is ``schedule.checks``); see docs/checks-runs.md."""
+
+    # a one-shot check collects twice, this far apart, so rate() rules have two points
+    sample_gap: Duration = Duration(5)  # noqa: RUF009
+    # rule-file stem -> area, added to the built-in table (a rule label check_area wins)
+    areas: dict[str, str] = field(default_factory=dict)
+    # per check name; morning, evening and weekly have built-in defaults, other names check everything
+    profiles: dict[str, CheckProfile] = field(default_factory=dict)
+
+    def check(self) -> list[tuple[str, str]]:
+        from agent.checks import AREAS
+
+        out = [(f"areas.{k}", f"unknown area {v!r} (use {', '.join(AREAS)})")
+               for k, v in self.areas.items() if v not in AREAS]
+        if not 0 <= self.sample_gap <= 300:
+            out.append(("sample_gap", "must be between 0s and 5m"))
+        return out
+
+    def profile(self, name: str) -> CheckProfile:
+        """The profile of a check: configured, else the built-in default for its name."""
+        from agent.checks import default_profile
+
+        return self.profiles.get(name) or default_profile(name)
+
+
 def _collector_section_type(name: str) -> type | None:
     reg = discover().get(name)
     return reg.config if reg else None
@@ -413,6 +478,7 @@ class Config:
     schedule: ScheduleSection = field(default_factory=ScheduleSection)
     tickets: TicketsSection = field(default_factory=TicketsSection)
     rules: RulesSection = field(default_factory=RulesSection)
+    checks: ChecksSection = field(default_factory=ChecksSection)
     collectors: dict[str, Any] = field(
         default_factory=dict, metadata={"value_type": _collector_section_type}
     )
