@@ -89,6 +89,12 @@ def agent(tmp_path):
         hook.close()
 
 
+def am_tickets(a, query=""):
+    """Tickets from Alertmanager (the example config's own rules may fire on this machine too)."""
+    tickets = json.loads(a.get("/api/v1/tickets" + query)[1])["tickets"]
+    return [t for t in tickets if t["source"] == "alertmanager"]
+
+
 def post(a, body, token=TOKEN):
     headers = {"Content-Type": "application/json"}
     if token:
@@ -102,11 +108,11 @@ def test_receiver_api_cli_end_to_end(agent, tmp_path):
     assert post(a, json.dumps(payload()).encode(), token="wrong")[0] == 401
     status, body, _ = post(a, b'{"version": "4", "alerts": 5}')
     assert status == 400 and b"alerts: must be a list" in body
-    assert json.loads(a.get("/api/v1/tickets")[1])["tickets"] == []  # nothing changed
+    assert am_tickets(a) == []  # nothing changed
 
     for _ in range(3):  # Alertmanager re-sends the same alert: still one ticket
         assert post(a, json.dumps(payload()).encode())[0] == 200
-    [t] = json.loads(a.get("/api/v1/tickets")[1])["tickets"]
+    [t] = am_tickets(a)
     assert (t["level"], t["status"], t["source"], t["solution"]) == (
         "P1",
         "open",
@@ -124,7 +130,7 @@ def test_receiver_api_cli_end_to_end(agent, tmp_path):
     # the CLI works on the same state file while the daemon runs
     out = cli("tickets", "list", "-c", str(path), "--json")
     assert out.returncode == 0, out.stderr
-    assert [x["id"] for x in json.loads(out.stdout)] == [tid]
+    assert tid in [x["id"] for x in json.loads(out.stdout)]
     out = cli("tickets", "note", str(tid), "replaced the disk", "-c", str(path), "--by", "bob")
     assert out.returncode == 0, out.stderr
     out = cli("tickets", "close", str(tid), "-c", str(path))
@@ -142,14 +148,14 @@ def test_receiver_api_cli_end_to_end(agent, tmp_path):
     dead_id = out.stdout.splitlines()[1].split()[0]
     out = cli("outbox", "retry", dead_id, "-c", str(path))
     assert out.returncode == 0, out.stderr
-    assert wait_for(lambda: len(hook.accepted) == 1)
+    assert wait_for(lambda: len(hook.accepted) >= 1)
     out = cli("tickets", "show", str(tid), "-c", str(path))
     assert "notify_failed" in out.stdout
 
     # resolved alerts resolve; metrics exported
     post(a, json.dumps(payload(instance="db-2")).encode())
     post(a, json.dumps(payload("resolved", instance="db-2", ends="2024-09-18T10:05:00Z")).encode())
-    t2 = json.loads(a.get("/api/v1/tickets?status=resolved")[1])["tickets"]
+    t2 = am_tickets(a, "?status=resolved")
     assert len(t2) == 1 and t2[0]["summary"] == "database down on db-2"
     _, metrics, _ = a.get("/metrics")
     text = metrics.decode()

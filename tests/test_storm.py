@@ -111,3 +111,4 @@ def test_storm_makes_500_tickets_and_few_notifications(tmp_path, kill):
     assert len(folded_keys) == 500
     assert len(r.accepted) <= 500 // 20 + 20  # bounded: digests, not one message per alert
     assert took < 60
+    print(f"storm ({'sigkill' if kill else 'clean'}): {len(r.accepted)} messages for 500 tickets")
