@@ -190,3 +190,30 @@ def test_maintenance_silences_notifications_and_escalation_not_recording(store):
     assert "silenced" in kinds(b, t["id"])
     b.apply([ev("P1", instance="web-1")], T0)
     assert outbox(store) != []
+
+
+def test_stage_tickets_rules_alerts_skips_pending_and_inhibited(store):
+    from agent.tickets_stage import TicketStage
+
+    labels = {"alertname": "DiskFull", "instance": "db-1", "level": "P2"}
+    alerts = [
+        Alert("DiskFull", labels, "P2", 0.97, "firing", {"summary": "disk 97% full"}, fired_at=T0),
+        Alert("Pending", {"alertname": "Pending"}, "P3", 1.0, "pending"),
+        Alert("Child", {"alertname": "Child"}, "P3", 1.0, "firing", inhibited=True),
+    ]
+    stage = TicketStage(store, TicketPolicy(), {}, lambda: alerts, clock=lambda: T0)
+    try:
+        stage([], T0)
+        stage([], T0 + 15)  # still firing: same occurrence, nothing new
+        [t] = stage.book.list_tickets()
+        assert (t["rule"], t["level"], t["occurrences"], t["summary"]) == (
+            "DiskFull",
+            "P2",
+            1,
+            "disk 97% full",
+        )
+        names = {s.name for s in stage.samples()}
+        assert {"opsagent_tickets_open", "opsagent_tickets_sla_breaches_total"} <= names
+        assert {r.path for r in stage.routes()} >= {"/api/v1/alertmanager", "/api/v1/tickets"}
+    finally:
+        stage.close()
