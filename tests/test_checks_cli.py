@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 import yaml
+from daemon_harness import ROOT, cli
 
 from collector.registry import discover
-from tests.daemon_harness import ROOT, cli
 
 FIXTURE_PROC = ROOT / "tests" / "fixtures" / "host" / "proc"
 ESC = "\x1b[2J\x1b]0;owned\x07"
