@@ -264,7 +264,7 @@ def run_once(
         t = clock()
         samples = [s for r in got for s in r.samples]
         samples.extend(self_metrics(got, t))
-        history.append(samples, t, source="check")
+        history.append(samples, t, source="check", target_labels={"instance": config.agent.instance_name})
         for r in got:
             evidence.extend(r.evidence)
             results[r.name] = r

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import glob
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -96,6 +97,7 @@ class RulesStage:
         interval: float = 0.0,
         previous: RulesStage | None = None,
         key: str = "",
+        target_labels: Mapping[str, str] | None = None,
     ):
         from rules.history import History
 
@@ -103,6 +105,7 @@ class RulesStage:
         self.interval = interval
         self.retention = retention
         self.key = key
+        self.target_labels = dict(target_labels or {})
         # sharing the running stage's history is safe: only one of the two is ever called
         self.history: Any = previous.history if previous is not None else History(retention)
         self.evaluator = RuleEvaluator(ruleset, options)
@@ -122,7 +125,7 @@ class RulesStage:
     def __call__(self, samples: list[Sample], now: float) -> None:
         if self._previous is not None or _running.get(self.key) is not self:
             self._take_over()
-        self.history.append(samples, now, source="cycle")
+        self.history.append(samples, now, source="cycle", target_labels=self.target_labels)
         if self.last_eval is not None and now - self.last_eval < self.interval - 1e-6:
             # not due: nothing resolves twice, the active alerts stand
             self.alerts = [a for a in self.alerts if a.state != "resolved"]
@@ -168,6 +171,7 @@ def setup(cycle: Cycle) -> None:
     stage = RulesStage(
         ruleset, rules_options(cfg), retention=float(cfg.rules.history),
         interval=float(cfg.rules.evaluation_interval), previous=_running.get(key), key=key,
+        target_labels={"instance": cfg.agent.instance_name},
     )
     cycle.rules_stage = stage  # type: ignore[attr-defined]
     cycle.add_stage(stage)

@@ -150,17 +150,26 @@ class History:
         self.generation += 1
         self._select_cache.clear()
 
-    def append(self, samples: Iterable[Sample], ts: float, source: str = "") -> None:
+    def append(
+        self,
+        samples: Iterable[Sample],
+        ts: float,
+        source: str = "",
+        target_labels: Mapping[str, str] | None = None,
+    ) -> None:
         """Add one collection of one source at time ``ts`` (seconds).
 
         Series the source reported last time and not now get a staleness marker at ``ts``. A sample's
-        own ``ts`` wins over the collection time when it is set.
+        own ``ts`` wins over the collection time when it is set. ``target_labels`` (the local
+        ``instance``) are added where a sample lacks them, as Prometheus adds target labels at
+        scrape time with ``honor_labels: true``; so local alerts name their host.
         """
         t_ms = float(round(ts * 1000))
         seen: set[SeriesKey] = set()
         cutoff = t_ms - self.retention * 1000
+        extra = dict(target_labels or {})
         for s in samples:
-            labels = {**s.labels, "__name__": s.name}
+            labels = {**extra, **s.labels, "__name__": s.name}
             key = series_key(labels)
             seen.add(key)
             ring = self._ring(labels, key)

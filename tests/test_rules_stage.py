@@ -110,3 +110,21 @@ def test_daemon_serves_alerts_and_keeps_rules_on_a_bad_reload(tmp_path):
         a.stop()
     assert "Traceback" not in a.log()
     assert yaml.safe_load((tmp_path / "config.yaml").read_text())["rules"]["files"] == ["local.yml"]
+
+
+def test_local_alerts_name_their_host_by_the_instance_label(tmp_path):
+    # collectors' samples carry no instance label (Prometheus adds it at scrape time);
+    # in the agent's own history the local instance is added, so tickets say which host
+    cfg = config(tmp_path)
+    cfg = load_config(write_config(tmp_path / "c3.yaml", {
+        "agent": {"state_file": str(tmp_path / "state.db"), "instance": "db-01"},
+        "rules": {"packs": False, "files": ["*.yml"]}}))
+    cycle = fake_cycle(cfg)
+    setup(cycle)
+    stage = cycle.stages[0]
+    for t in (1000, 1030):
+        stage([Sample("temp", {}, 60, t)], t)
+    assert [a.labels.get("instance") for a in stage.actionable] == ["db-01"]
+    # a sample's own instance label wins (remote targets)
+    stage([Sample("temp", {"instance": "sw-3"}, 60, 1060)], 1060)
+    assert "sw-3" in {a.labels.get("instance") for a in stage.alerts}
