@@ -119,9 +119,9 @@ class ScheduleSection:
     """Interval collection and the named checks of the contract's calendar (SPEC §1)."""
 
     # Duration is an immutable float, so a shared default instance is safe
-    interval: Duration = Duration(15)  # noqa: RUF009
-    timeout: Duration = Duration(10)  # noqa: RUF009
-    misfire_grace: Duration = Duration(7200)  # noqa: RUF009
+    interval: Duration = Duration(15)
+    timeout: Duration = Duration(10)
+    misfire_grace: Duration = Duration(7200)
     checks: dict[str, CheckTime] = field(default_factory=_default_checks)
 
 
@@ -236,9 +236,9 @@ class NotifierConfig:
     language: str = ""
     # messages per rate_window; -1: the channel's documented limit (20/min for DingTalk, WeCom)
     rate_limit: int = -1
-    rate_window: Duration = Duration(60)  # noqa: RUF009
+    rate_window: Duration = Duration(60)
     digest_items: int = 20
-    timeout: Duration = Duration(10)  # noqa: RUF009
+    timeout: Duration = Duration(10)
 
     def check(self) -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []
@@ -288,8 +288,8 @@ class MaintenanceConfig:
 class OutboxConfig:
     """Delivery retries: exponential backoff with jitter, then dead letter."""
 
-    backoff: Duration = Duration(2)  # noqa: RUF009
-    max_backoff: Duration = Duration(600)  # noqa: RUF009
+    backoff: Duration = Duration(2)
+    max_backoff: Duration = Duration(600)
     max_attempts: int = 50
 
 
@@ -302,7 +302,7 @@ class TicketsSection:
     """Auto-ticketing: lifecycle, SLA, escalation, notifiers, maintenance (SPEC §3-§5)."""
 
     enabled: bool = True
-    reopen_window: Duration = Duration(86400)  # noqa: RUF009
+    reopen_window: Duration = Duration(86400)
     # recovery sets "recovered, awaiting confirmation" instead of resolving
     confirm_recovery: bool = False
     # labels left out of a ticket's identity, so a level change keeps the same ticket
@@ -416,7 +416,7 @@ class CheckProfile:
     # label matchers, e.g. 'instance=~"db-.*"'; items and alerts must match all of them
     targets: tuple[str, ...] = ()
     # log matches and config changes newer than this are findings ("errors logged overnight")
-    lookback: Duration = Duration(24 * 3600)  # noqa: RUF009
+    lookback: Duration = Duration(24 * 3600)
 
     def check(self) -> list[tuple[str, str]]:
         from agent.checks import AREAS, parse_matcher
@@ -442,7 +442,7 @@ class ChecksSection:
     """The named checks' contents (when they run is ``schedule.checks``); see docs/checks-runs.md."""
 
     # a one-shot check collects twice, this far apart, so rate() rules have two points
-    sample_gap: Duration = Duration(5)  # noqa: RUF009
+    sample_gap: Duration = Duration(5)
     # rule-file stem -> area, added to the built-in table (a rule label check_area wins)
     areas: dict[str, str] = field(default_factory=dict)
     # per check name; morning, evening and weekly have built-in defaults, other names check everything
