@@ -73,7 +73,7 @@ class BackupSet:
     min_size: str = "1"
     checksum_file: str = ""
     verify_command: tuple[str, ...] = ()
-    verify_timeout: Duration = Duration(300)  # noqa: RUF009 - Duration is an immutable float
+    verify_timeout: Duration = Duration(300)
     success_marker: str = ""
 
     def check(self) -> list[tuple[str, str]]:
@@ -98,7 +98,7 @@ class BackupJob:
     name: str
     full: BackupSet | None = None
     incremental: BackupSet | None = None
-    grace: Duration = Duration(3 * 3600)  # noqa: RUF009 - Duration is an immutable float
+    grace: Duration = Duration(3 * 3600)
     labels: dict[str, str] = field(default_factory=dict)
 
     def check(self) -> list[tuple[str, str]]:
@@ -121,8 +121,8 @@ class BackupsConfig:
 
     enabled: bool | None = None
     # backups change daily; verify commands may take minutes
-    interval: Duration | None = Duration(300)  # noqa: RUF009 - Duration is an immutable float
-    timeout: Duration | None = Duration(900)  # noqa: RUF009
+    interval: Duration | None = Duration(300)
+    timeout: Duration | None = Duration(900)
     jobs: tuple[BackupJob, ...] = ()
 
     def check(self) -> list[tuple[str, str]]:

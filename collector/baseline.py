@@ -45,8 +45,8 @@ class BaselineConfig:
     """Which areas make up the baseline, where to look for setuid files, items to ignore."""
 
     enabled: bool | None = None
-    interval: Duration | None = Duration(300)  # noqa: RUF009 - Duration is an immutable float
-    timeout: Duration | None = Duration(60)  # noqa: RUF009
+    interval: Duration | None = Duration(300)
+    timeout: Duration | None = Duration(60)
     areas: tuple[Area, ...] = AREAS
     setuid_dirs: tuple[str, ...] = DEFAULT_SETUID_DIRS
     setuid_max_files: int = 200_000

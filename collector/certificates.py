@@ -128,7 +128,7 @@ class CertificatesConfig:
     """Local certificate files to watch (globs, resolved under the root path)."""
 
     enabled: bool | None = None
-    interval: Duration | None = Duration(3600)  # noqa: RUF009 - Duration is an immutable float
+    interval: Duration | None = Duration(3600)
     timeout: Duration | None = None
     paths: tuple[str, ...] = ()
 

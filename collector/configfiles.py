@@ -56,7 +56,7 @@ class ConfigFilesConfig:
     """Files to track (absolute paths or globs), size limit, versions kept, extra secret patterns."""
 
     enabled: bool | None = None
-    interval: Duration | None = Duration(60)  # noqa: RUF009 - Duration is an immutable float
+    interval: Duration | None = Duration(60)
     timeout: Duration | None = None
     paths: tuple[str, ...] = ()
     max_size: int = DEFAULT_MAX_SIZE
