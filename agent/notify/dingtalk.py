@@ -11,14 +11,11 @@ import base64
 import hashlib
 import hmac
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from agent.notify import Channel, DeliveryError
-from agent.notify.http import post_json
-
-# errcode of a robot over its rate limit: worth retrying later
-_THROTTLED = {130101, 410100}
+from agent.notify import Channel
+from agent.notify.http import JsonNotifier
 
 
 def sign(secret: str, timestamp_ms: int) -> str:
@@ -27,16 +24,15 @@ def sign(secret: str, timestamp_ms: int) -> str:
     return urllib.parse.quote_plus(base64.b64encode(digest))
 
 
-class DingTalkNotifier:
+class DingTalkNotifier(JsonNotifier):
     """Posts ``{"msgtype": "markdown", ...}`` to one robot."""
 
-    def __init__(self, channel: Channel, url: str, secret: str, clock: Callable[[], float]):
-        self.name, self.kind = channel.name, channel.kind
-        self.rate_limit, self.rate_window = channel.rate_limit, channel.rate_window
-        self.digest_items, self.timeout = channel.digest_items, channel.timeout
-        self._url, self._secret, self._clock = url, secret, clock
+    error_name = "DingTalk errcode"
+    code_fields = ("errcode",)
+    # errcode of a robot over its rate limit: worth retrying later
+    throttled = frozenset({130101, 410100})
 
-    def body(self, message: Mapping[str, Any]) -> dict[str, Any]:
+    def body(self, message: Mapping[str, Any], key: str) -> dict[str, Any]:
         text = f"### {message.get('title', '')}\n\n{message.get('text', '')}"
         mobiles = list(message.get("mentions", ()))
         if mobiles:
@@ -47,19 +43,13 @@ class DingTalkNotifier:
             "at": {"atMobiles": mobiles, "isAtAll": False},
         }
 
-    def send(self, message: Mapping[str, Any], key: str) -> None:
-        url = self._url
-        if self._secret:
-            ts = int(self._clock() * 1000)
-            url += ("&" if "?" in url else "?") + f"timestamp={ts}&sign={sign(self._secret, ts)}"
-        reply = post_json(url, self.body(message), key, self.timeout)
-        code = reply.get("errcode", 0) if isinstance(reply, dict) else 0
-        if code:
-            raise DeliveryError(f"DingTalk errcode {code}", retry=code in _THROTTLED)
+    def target_url(self) -> str:
+        if not self._secret:
+            return self._url
+        ts = int(self._clock() * 1000)
+        sep = "&" if "?" in self._url else "?"
+        return f"{self._url}{sep}timestamp={ts}&sign={sign(self._secret, ts)}"
 
 
-def build(channel: Channel, cfg: Any) -> DingTalkNotifier:
-    import time
-
-    secret = cfg.secret.reveal() if cfg.secret else ""
-    return DingTalkNotifier(channel, cfg.url.reveal(), secret, time.time)
+def build(channel: Channel, cfg: Any) -> JsonNotifier:
+    return DingTalkNotifier.from_config(channel, cfg)

@@ -10,13 +10,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from agent.notify import Channel, DeliveryError
-from agent.notify.http import post_json
-
-_THROTTLED = {11232}
+from agent.notify import Channel
+from agent.notify.http import JsonNotifier
 
 
 def sign(secret: str, timestamp_s: int) -> str:
@@ -25,16 +23,14 @@ def sign(secret: str, timestamp_s: int) -> str:
     return base64.b64encode(digest).decode()
 
 
-class FeishuNotifier:
+class FeishuNotifier(JsonNotifier):
     """Posts ``{"msg_type": "text", "content": {"text": ...}}``."""
 
-    def __init__(self, channel: Channel, url: str, secret: str, clock: Callable[[], float]):
-        self.name, self.kind = channel.name, channel.kind
-        self.rate_limit, self.rate_window = channel.rate_limit, channel.rate_window
-        self.digest_items, self.timeout = channel.digest_items, channel.timeout
-        self._url, self._secret, self._clock = url, secret, clock
+    error_name = "Feishu code"
+    code_fields = ("code", "StatusCode")
+    throttled = frozenset({11232})
 
-    def body(self, message: Mapping[str, Any]) -> dict[str, Any]:
+    def body(self, message: Mapping[str, Any], key: str) -> dict[str, Any]:
         text = f"{message.get('title', '')}\n{message.get('text', '')}"
         body: dict[str, Any] = {"msg_type": "text", "content": {"text": text}}
         if self._secret:
@@ -42,15 +38,6 @@ class FeishuNotifier:
             body = {"timestamp": str(ts), "sign": sign(self._secret, ts), **body}
         return body
 
-    def send(self, message: Mapping[str, Any], key: str) -> None:
-        reply = post_json(self._url, self.body(message), key, self.timeout)
-        code = reply.get("code", reply.get("StatusCode", 0)) if isinstance(reply, dict) else 0
-        if code:
-            raise DeliveryError(f"Feishu code {code}", retry=code in _THROTTLED)
 
-
-def build(channel: Channel, cfg: Any) -> FeishuNotifier:
-    import time
-
-    secret = cfg.secret.reveal() if cfg.secret else ""
-    return FeishuNotifier(channel, cfg.url.reveal(), secret, time.time)
+def build(channel: Channel, cfg: Any) -> JsonNotifier:
+    return FeishuNotifier.from_config(channel, cfg)

@@ -1,14 +1,20 @@
-"""POST JSON with an idempotency key; failures classified for the outbox."""
+"""POST JSON with an idempotency key; failures classified for the outbox.
+
+Also the base of the notifiers that deliver that way (webhook, DingTalk,
+WeCom, Feishu): they differ only in the body, the signing and where the
+reply carries its error code.
+"""
 
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from agent.notify import DeliveryError, classify_http
+from agent.notify import Channel, DeliveryError, classify_http
 
 USER_AGENT = "opsagent"
 
@@ -47,3 +53,53 @@ def post_json(
         return json.loads(raw) if raw else None
     except ValueError:
         return None
+
+
+def reply_code(reply: Any, fields: tuple[str, ...]) -> Any:
+    """The first of ``fields`` present in a JSON object reply (0 when none is, or not an object)."""
+    if isinstance(reply, dict):
+        for f in fields:
+            if f in reply:
+                return reply[f]
+    return 0
+
+
+class JsonNotifier:
+    """A channel that POSTs one JSON document per message to a URL.
+
+    The plain form is the generic webhook: the message as JSON plus its key.
+    Robots override :meth:`body` (and :meth:`target_url` to sign in the URL);
+    a reply with a non-zero code in one of ``code_fields`` is a failure named
+    ``error_name``, worth retrying when the code is in ``throttled``.
+    """
+
+    error_name = "webhook code"
+    code_fields: tuple[str, ...] = ()
+    throttled: frozenset[int] = frozenset()
+
+    def __init__(self, channel: Channel, url: str, secret: str = "", clock: Callable[[], float] = time.time):
+        self.name, self.kind = channel.name, channel.kind
+        self.rate_limit, self.rate_window = channel.rate_limit, channel.rate_window
+        self.digest_items, self.timeout = channel.digest_items, channel.timeout
+        self._url, self._secret, self._clock = url, secret, clock
+
+    @classmethod
+    def from_config(cls, channel: Channel, cfg: Any) -> JsonNotifier:
+        """Built from a ``NotifierConfig``: its URL and (where the kind signs) its secret."""
+        secret = cfg.secret.reveal() if getattr(cfg, "secret", None) else ""
+        return cls(channel, cfg.url.reveal(), secret)
+
+    def body(self, message: Mapping[str, Any], key: str) -> dict[str, Any]:
+        """The JSON document posted for ``message``."""
+        return {"key": key, **message}
+
+    def target_url(self) -> str:
+        """Where to post (robots that sign in the query string add the signature here)."""
+        return self._url
+
+    def send(self, message: Mapping[str, Any], key: str) -> None:
+        """Post ``message``; raise :class:`DeliveryError` on failure or an error code in the reply."""
+        reply = post_json(self.target_url(), self.body(message, key), key, self.timeout)
+        code = reply_code(reply, self.code_fields)
+        if code:
+            raise DeliveryError(f"{self.error_name} {code}", retry=code in self.throttled)
