@@ -15,7 +15,6 @@ import pytest
 from agent.notify import DeliveryError, build_notifier
 from agent.notify.templates import render
 from collector.schema import Duration, Secret
-from tests.ticket_peers import Receiver
 
 MSG = {
     "event": "opened",
@@ -48,20 +47,6 @@ def cfg(type, **kw):
     )
     base.update(kw)
     return SimpleNamespace(**base)
-
-
-@pytest.fixture
-def receiver_factory():
-    made = []
-
-    def make(**kw):
-        r = Receiver(**kw)
-        made.append(r)
-        return r
-
-    yield make
-    for r in made:
-        r.close()
 
 
 def test_dingtalk_signature_verified_by_receiver(receiver_factory):

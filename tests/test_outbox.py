@@ -18,7 +18,6 @@ from agent.store import Store
 from agent.tickets import Route, TicketBook, TicketPolicy
 from collector.schema import Duration, Secret
 from tests.test_tickets import ev
-from tests.ticket_peers import Receiver
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = 1_726_000_000.0
@@ -52,22 +51,8 @@ def store(tmp_path):
     s.close()
 
 
-@pytest.fixture
-def receiver():
-    made = []
-
-    def make(**kw):
-        r = Receiver(**kw)
-        made.append(r)
-        return r
-
-    yield make
-    for r in made:
-        r.close()
-
-
-def test_503_three_times_then_200_arrives_exactly_once(store, receiver):
-    r = receiver(statuses=[503, 503, 503])
+def test_503_three_times_then_200_arrives_exactly_once(store, receiver_factory):
+    r = receiver_factory(statuses=[503, 503, 503])
     TicketBook(store, TicketPolicy(routes=(route("hook"),))).apply([ev()], T0)
     box = Outbox(store, {"hook": hook("hook", f"{r.url}/hook")}, backoff_base=2, rnd=lambda: 1.0)
     now = T0
@@ -83,8 +68,8 @@ def test_503_three_times_then_200_arrives_exactly_once(store, receiver):
     assert tuple(row) == ("sent", 4)
 
 
-def test_backoff_waits_between_attempts(store, receiver):
-    r = receiver(statuses=[500, 500])
+def test_backoff_waits_between_attempts(store, receiver_factory):
+    r = receiver_factory(statuses=[500, 500])
     TicketBook(store, TicketPolicy(routes=(route("hook"),))).apply([ev()], T0)
     box = Outbox(store, {"hook": hook("hook", f"{r.url}/hook")}, backoff_base=10, rnd=lambda: 0.0)
     box.run_once(T0)  # fails; next try after 5..10 s
@@ -97,8 +82,8 @@ def test_backoff_waits_between_attempts(store, receiver):
     assert len(r.accepted) == 1
 
 
-def test_4xx_is_dead_lettered_with_journal_entry_and_can_be_retried(store, receiver):
-    r = receiver(statuses=[404])
+def test_4xx_is_dead_lettered_with_journal_entry_and_can_be_retried(store, receiver_factory):
+    r = receiver_factory(statuses=[404])
     b = TicketBook(store, TicketPolicy(routes=(route("hook"),)))
     b.apply([ev()], T0)
     box = Outbox(store, {"hook": hook("hook", f"{r.url}/hook")})
@@ -117,8 +102,8 @@ def test_4xx_is_dead_lettered_with_journal_entry_and_can_be_retried(store, recei
     assert len(r.accepted) == 1
 
 
-def test_rate_limit_folds_a_burst_into_digests_nothing_dropped(store, receiver):
-    r = receiver()
+def test_rate_limit_folds_a_burst_into_digests_nothing_dropped(store, receiver_factory):
+    r = receiver_factory()
     b = TicketBook(store, TicketPolicy(routes=(route("ding", "dingtalk"),)))
     b.apply([ev(instance=f"h{i}") for i in range(45)], T0)
     box = Outbox(
@@ -134,8 +119,8 @@ def test_rate_limit_folds_a_burst_into_digests_nothing_dropped(store, receiver):
     assert states == {"folded": 45, "sent": 3}
 
 
-def test_rate_limit_holds_messages_until_the_window_frees(store, receiver):
-    r = receiver()
+def test_rate_limit_holds_messages_until_the_window_frees(store, receiver_factory):
+    r = receiver_factory()
     b = TicketBook(store, TicketPolicy(routes=(route("ding", "dingtalk"),)))
     box = Outbox(store, {"ding": hook("ding", f"{r.url}/robot/send?access_token=t", "dingtalk")})
     for i in range(25):  # one at a time, as they come
@@ -175,8 +160,8 @@ DRIVER = textwrap.dedent("""
 """)
 
 
-def test_sigkill_while_delivering_then_restart_loses_nothing_doubles_nothing(tmp_path, receiver):
-    r = receiver(delay=0.02)  # slow enough to be killed in the middle
+def test_sigkill_while_delivering_then_restart_loses_nothing_doubles_nothing(tmp_path, receiver_factory):
+    r = receiver_factory(delay=0.02)  # slow enough to be killed in the middle
     script = tmp_path / "driver.py"
     script.write_text(DRIVER)
     db = tmp_path / "state.db"
