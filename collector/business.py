@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from collector.logs import DEFAULT_EXCLUDE, Encoding, expand, load_state, scan_file
+from collector.logs import DEFAULT_EXCLUDE, Encoding, expand, limit_problems, load_state, scan_file
 from collector.logscan import Matcher, PatternSpec, Record, record_text
 from collector.logstate import FileState
 from collector.model import Evidence, Sample, counter, gauge
@@ -81,13 +81,7 @@ class BusinessConfig:
     rotate_grace: Duration = _DEFAULT_ROTATE_GRACE
 
     def check(self) -> list[tuple[str, str]]:
-        out = []
-        for key in ("max_reasons", "max_line_bytes", "max_bytes_per_cycle"):
-            if getattr(self, key) < 1:
-                out.append((key, "must be at least 1"))
-        if self.evidence_lines < 0:
-            out.append(("evidence_lines", "must not be negative"))
-        return out
+        return limit_problems(self, ("max_reasons", "max_line_bytes", "max_bytes_per_cycle"))
 
 
 @dataclass

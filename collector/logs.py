@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from collector.logscan import DEFAULT_CONTINUATION, Matcher, PatternSpec, Record, record_text, to_utf8
 from collector.logstate import Budget, FileState, LogReader, Unreadable, parse_file_state
@@ -148,15 +148,18 @@ class LogsConfig:
                 for n in f.patterns
                 if n not in known
             ]
-        for key in ("max_line_bytes", "max_record_lines", "max_bytes_per_cycle"):
-            if getattr(self, key) < 1:
-                out.append((key, "must be at least 1"))
-        if self.evidence_lines < 0:
-            out.append(("evidence_lines", "must not be negative"))
-        return out
+        return out + limit_problems(self, ("max_line_bytes", "max_record_lines", "max_bytes_per_cycle"))
 
 
 # ---------------------------------------------------------------- shared with business
+
+
+def limit_problems(cfg: Any, positive: Sequence[str]) -> list[tuple[str, str]]:
+    """Problems with a log reader's limits: each of ``positive`` >= 1, ``evidence_lines`` >= 0."""
+    out = [(key, "must be at least 1") for key in positive if getattr(cfg, key) < 1]
+    if cfg.evidence_lines < 0:
+        out.append(("evidence_lines", "must not be negative"))
+    return out
 
 
 @dataclass
