@@ -95,6 +95,16 @@ def drop_name(labels: Labels) -> Labels:
     return out
 
 
+def _set_label(labels: Labels, name: str, value: str) -> Labels:
+    """A copy of ``labels`` with ``name`` set to ``value``; an empty value removes it, as in Prometheus."""
+    out = dict(labels)
+    if value:
+        out[name] = value
+    else:
+        out.pop(name, None)
+    return out
+
+
 def _key(labels: Labels) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(labels.items()))
 
@@ -368,13 +378,8 @@ class Engine:
             srcs = [self._string(a, t) for a in args[3:]]
             out = []
             for s in vec:
-                joined = sep.join(s.labels.get(x, "") for x in srcs)
-                labels = dict(s.labels)
-                if joined:
-                    labels[dst] = joined
-                else:
-                    labels.pop(dst, None)
-                out.append(Series(labels, s.value))
+                out.append(Series(_set_label(s.labels, dst, sep.join(s.labels.get(x, "") for x in srcs)),
+                                  s.value))
             _check_unique(out, e.pos)
             return out
         raise EvalError(f"function '{name}' is not supported", e.pos)
@@ -398,13 +403,7 @@ class Engine:
             if m is None:
                 out.append(s)
                 continue
-            value = go_expand(repl, m, groupindex, ngroups)
-            labels = dict(s.labels)
-            if value:
-                labels[dst] = value
-            else:
-                labels.pop(dst, None)
-            out.append(Series(labels, s.value))
+            out.append(Series(_set_label(s.labels, dst, go_expand(repl, m, groupindex, ngroups)), s.value))
         _check_unique(out, e.pos)
         return out
 

@@ -290,6 +290,18 @@ class _Parser:
             raise PromQLError(f"unexpected {self.describe(t)} in {context}, expected label", t.pos)
         return t
 
+    def arguments(self, context: str) -> list[Expr]:
+        """A parenthesised, comma-separated list of expressions (a trailing comma allowed)."""
+        self.expect("(", context)
+        args: list[Expr] = []
+        while not self.at(")"):
+            args.append(self.expr(0))
+            if not self.at(","):
+                break
+            self.next()
+        self.expect(")", context)
+        return args
+
     def label_list(self) -> tuple[str, ...]:
         self.expect("(", "grouping opts")
         names: list[str] = []
@@ -344,14 +356,7 @@ class _Parser:
         t = self.next()
         op = t.text.lower()
         grouping = self.grouping()
-        self.expect("(", "aggregation")
-        args: list[Expr] = []
-        while not self.at(")"):
-            args.append(self.expr(0))
-            if not self.at(","):
-                break
-            self.next()
-        self.expect(")", "aggregation")
+        args = self.arguments("aggregation")
         after = self.grouping()
         if grouping is not None and after is not None:
             raise PromQLError("aggregation must only contain one grouping clause", t.pos)
@@ -384,14 +389,7 @@ class _Parser:
         sig = SIGNATURES.get(name)
         if sig is None:
             raise PromQLError(f"unknown function with name '{name}'", t.pos)
-        self.expect("(", "function call")
-        args: list[Expr] = []
-        while not self.at(")"):
-            args.append(self.expr(0))
-            if not self.at(","):
-                break
-            self.next()
-        self.expect(")", "function call")
+        args = self.arguments("function call")
         n = len(sig.args)
         if sig.variadic:
             if len(args) < n:
