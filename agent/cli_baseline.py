@@ -8,9 +8,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from agent.cli_store import collector_state
 from agent.errors import UserError
 
-NAMESPACE = "collector/baseline"
+COLLECTOR = "baseline"
+NAMESPACE = f"collector/{COLLECTOR}"  # where the daemon keeps its state
 
 
 def add_parsers(sub: Any) -> None:
@@ -29,26 +31,11 @@ def add_parsers(sub: Any) -> None:
     s.set_defaults(func=cmd_show)
 
 
-def _open(config_path: Path | None) -> tuple[Any, Any, Any]:
-    from agent.cli_core import _config_or_default
-    from agent.store import Store, StoreError, StoreKeyValue
-
-    config = _config_or_default(config_path)
-    try:
-        store = Store(config.agent.state_file)
-    except StoreError as e:
-        raise UserError(str(e)) from None
-    return store, StoreKeyValue(store, NAMESPACE), config.collector_section("baseline")
-
-
 def cmd_accept(args: argparse.Namespace) -> int:
     from collector.baseline import accept
 
-    store, kv, section = _open(args.config)
-    try:
+    with collector_state(args.config, COLLECTOR) as (kv, section):
         counts = accept(section, kv, args.root, args.proc, time.time())
-    finally:
-        store.close()
     for area, n in counts.items():
         print(f"{area:<10} {n:>6} items recorded")
     print("baseline accepted: later drift is measured against this state")
@@ -60,8 +47,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     if args.area and args.area not in AREAS:
         raise UserError(f"unknown area {args.area!r} (use one of {', '.join(AREAS)})")
-    store, kv, _ = _open(args.config)
-    try:
+    with collector_state(args.config, COLLECTOR) as (kv, _):
         shown = 0
         for area in [args.area] if args.area else AREAS:
             recorded = load_baseline(kv, area)
@@ -73,8 +59,6 @@ def cmd_show(args: argparse.Namespace) -> int:
             for item in sorted(items):
                 print(f"  {item}")
             shown += 1
-    finally:
-        store.close()
     if not shown:
         raise UserError("no baseline recorded yet: run the agent once or 'opsagent baseline accept'")
     return 0

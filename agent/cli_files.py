@@ -13,9 +13,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from agent.cli_store import collector_state
 from agent.errors import UserError
 
-NAMESPACE = "collector/configfiles"
+COLLECTOR = "configfiles"
+NAMESPACE = f"collector/{COLLECTOR}"  # where the daemon keeps its state
 
 
 def add_parsers(sub: Any) -> None:
@@ -42,19 +44,6 @@ def add_parsers(sub: Any) -> None:
     r.set_defaults(func=cmd_restore)
 
 
-def _open_state(config_path: Path | None) -> tuple[Any, Any, Any]:
-    """(store, key/value state of the configfiles collector, config section)."""
-    from agent.cli_core import _config_or_default
-    from agent.store import Store, StoreError, StoreKeyValue
-
-    config = _config_or_default(config_path)
-    try:
-        store = Store(config.agent.state_file)
-    except StoreError as e:
-        raise UserError(str(e)) from None
-    return store, StoreKeyValue(store, NAMESPACE), config.collector_section("configfiles")
-
-
 def _index(kv: Any, path: str) -> list[Any]:
     from collector.configfiles import read_index, tracked_paths
 
@@ -71,8 +60,7 @@ def _when(ts: float) -> str:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    store, kv, _ = _open_state(args.config)
-    try:
+    with collector_state(args.config, COLLECTOR) as (kv, _):
         index = _index(kv, args.path)
         print(f"{'VERSION':>7}  {'RECORDED':<25}  {'SIZE':>9}  {'MODE':>4}  SHA256")
         for v in index:
@@ -80,8 +68,6 @@ def cmd_history(args: argparse.Namespace) -> int:
                 print(f"{v.v:>7}  {_when(v.ts):<25}  {'-':>9}  {'-':>4}  (deleted)")
             else:
                 print(f"{v.v:>7}  {_when(v.ts):<25}  {v.size:>9}  {v.mode:04o}  {v.sha256}")
-    finally:
-        store.close()
     return 0
 
 
@@ -103,16 +89,13 @@ def _content(kv: Any, path: str, index: list[Any], n: int) -> bytes:
 def cmd_diff(args: argparse.Namespace) -> int:
     from collector.configfiles import Masker, masked_diff
 
-    store, kv, section = _open_state(args.config)
-    try:
+    with collector_state(args.config, COLLECTOR) as (kv, section):
         index = _index(kv, args.path)
         v2 = args.v2 if args.v2 is not None else index[-1].v
         old, new = _content(kv, args.path, index, args.v1), _content(kv, args.path, index, v2)
         masker = Masker(getattr(section, "mask_patterns", ()))
         diff = masked_diff(old, new, f"{args.path}@v{args.v1}", f"{args.path}@v{v2}", masker)
         print(diff or f"versions {args.v1} and {v2} of {args.path} are identical", end="" if diff else "\n")
-    finally:
-        store.close()
     return 0
 
 
@@ -186,12 +169,9 @@ def restore(kv: Any, path: str, version: int, root: Path, now: float, keep: int 
 def cmd_restore(args: argparse.Namespace) -> int:
     import time
 
-    store, kv, section = _open_state(args.config)
-    try:
+    with collector_state(args.config, COLLECTOR) as (kv, section):
         saved, recorded = restore(kv, args.path, args.version, Path("/"), time.time(),
                                   getattr(section, "keep_versions", 100))
-    finally:
-        store.close()
     if saved:
         print(f"kept the current content of {args.path} as version {saved}")
     print(f"restored {args.path} to the content of version {args.version} (recorded as version {recorded})")

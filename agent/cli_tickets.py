@@ -13,6 +13,8 @@ import getpass
 import json
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -69,20 +71,28 @@ def add_parsers(sub: Any) -> None:
     c.set_defaults(func=cmd_outbox_retry)
 
 
-def _open(args: argparse.Namespace) -> tuple[Any, Any]:
+@contextmanager
+def _book(args: argparse.Namespace) -> Iterator[tuple[Any, Any]]:
+    """(store, ticket book) of ``args.config``'s state file; the store is closed on exit."""
+    from agent.cli_store import open_store
     from agent.config import load_config
-    from agent.store import Store, StoreError
     from agent.tickets import TicketBook, policy_from_config
 
-    path = args.config or DEFAULT_CONFIG
-    config = load_config(path)
+    config = load_config(args.config or DEFAULT_CONFIG)
     if not Path(config.agent.state_file).exists():
         raise UserError(f"no state file at {config.agent.state_file} (has the agent run yet?)")
+    store = open_store(config.agent.state_file)
     try:
-        store = Store(config.agent.state_file)
-    except StoreError as e:
-        raise UserError(str(e)) from None
-    return store, TicketBook(store, policy_from_config(config))
+        yield store, TicketBook(store, policy_from_config(config))
+    finally:
+        store.close()
+
+
+def _print_json(obj: Any) -> int:
+    """``obj`` as indented JSON on stdout (UTF-8 kept readable); the command's exit status."""
+    json.dump(obj, sys.stdout, ensure_ascii=False, indent=1)
+    print()
+    return 0
 
 
 def _when(ts: float | None) -> str:
@@ -90,15 +100,10 @@ def _when(ts: float | None) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    store, book = _open(args)
-    try:
+    with _book(args) as (_, book):
         rows = book.list_tickets(args.status or (), args.level or ())
-    finally:
-        store.close()
     if args.json:
-        json.dump(rows, sys.stdout, ensure_ascii=False, indent=1)
-        print()
-        return 0
+        return _print_json(rows)
     print(f"{'ID':>5}  {'LEVEL':5}  {'STATUS':12}  {'OPENED':16}  {'RESPOND BY':16}  {'N':>4}  SUMMARY")
     for t in rows:
         print(
@@ -109,15 +114,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    store, book = _open(args)
-    try:
+    with _book(args) as (_, book):
         t = book.get(args.id)
-    finally:
-        store.close()
     if args.json:
-        json.dump(t, sys.stdout, ensure_ascii=False, indent=1)
-        print()
-        return 0
+        return _print_json(t)
     print(f"Ticket #{t['id']}  {t['level']}  {t['status']}  {t['summary']}")
     for k in ("rule", "instance", "fingerprint", "source", "occurrences", "escalation_stage", "breached"):
         print(f"  {k}: {t[k]}")
@@ -143,10 +143,9 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_action(args: argparse.Namespace) -> int:
-    store, book = _open(args)
     who = args.by or getpass.getuser()
     now = time.time()
-    try:
+    with _book(args) as (_, book):
         if args.action == "ack":
             t = book.ack(args.id, who, now, args.note)
         elif args.action == "note":
@@ -155,8 +154,6 @@ def cmd_action(args: argparse.Namespace) -> int:
             t = book.resolve(args.id, who, now, args.note)
         else:
             t = book.close(args.id, who, now, args.note)
-    finally:
-        store.close()
     print(f"ticket {args.id}: {t['status']}")
     return 0
 
@@ -164,16 +161,10 @@ def cmd_action(args: argparse.Namespace) -> int:
 def cmd_outbox(args: argparse.Namespace) -> int:
     from agent.outbox import list_entries
 
-    store, _ = _open(args)
-    try:
-        with store.read() as db:
-            entries = list_entries(db)
-    finally:
-        store.close()
+    with _book(args) as (store, _), store.read() as db:
+        entries = list_entries(db)
     if args.json:
-        json.dump([e.__dict__ for e in entries], sys.stdout, ensure_ascii=False, indent=1)
-        print()
-        return 0
+        return _print_json([e.__dict__ for e in entries])
     print(
         f"{'ID':>6}  {'STATUS':8}  {'CHANNEL':12}  {'TICKET':>6}  {'TRIES':>5}  {'NEXT':16}"
         "  TITLE / LAST ERROR"
@@ -190,16 +181,12 @@ def cmd_outbox(args: argparse.Namespace) -> int:
 def cmd_outbox_retry(args: argparse.Namespace) -> int:
     from agent.outbox import requeue
 
-    store, _ = _open(args)
-    try:
-        with store.tx() as db:
-            try:
-                e = requeue(db, args.id, time.time())
-            except KeyError:
-                raise UserError(f"no outbox entry {args.id} (see `opsagent outbox`)") from None
-            except ValueError as err:
-                raise UserError(str(err)) from None
-    finally:
-        store.close()
+    with _book(args) as (store, _), store.tx() as db:
+        try:
+            e = requeue(db, args.id, time.time())
+        except KeyError:
+            raise UserError(f"no outbox entry {args.id} (see `opsagent outbox`)") from None
+        except ValueError as err:
+            raise UserError(str(err)) from None
     print(f"outbox entry {e.id} queued for delivery via {e.channel}")
     return 0
