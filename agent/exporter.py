@@ -29,26 +29,25 @@ additionally, when no users are configured, accept loopback clients only.
 A handler may check more (a bearer token, say). TLS is enabled with
 ``web.tls_cert_file``/``tls_key_file``; the handshake runs in the
 connection's own thread, so a slow client cannot block the listener.
+
+The wire protocol (limits, keep-alive, deadlines) is ``agent.webserver``'s.
 """
 
 from __future__ import annotations
 
 import base64
-import gzip
-import hashlib
-import hmac
 import ipaddress
 import logging
-import socket
 import threading
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from agent.errors import UserError
+from agent.webserver import HttpError, Limits, Reply, RequestHead, Server
 from collector.exposition import CONTENT_TYPE
 
 log = logging.getLogger("opsagent.web")
@@ -115,6 +114,10 @@ class Authenticator:
         hashed = self.users.get(user)
         if not sep or hashed is None:
             return None
+        # lazily: hashlib loads libcrypto (3.5 MB), paid only when users are configured
+        import hashlib
+        import hmac
+
         # the cache key is a keyed digest, so the plain password is not kept in memory
         key = hmac.new(hashed, password.encode(), hashlib.sha256).digest()
         with self._lock:
@@ -159,12 +162,14 @@ class _Snapshot:
     def gzipped(self) -> bytes:
         with self.lock:
             if self.gz is None:
-                self.gz = gzip.compress(self.plain, compresslevel=6, mtime=0)
+                # wbits 31: a gzip member (mtime 0), without the gzip module
+                c = zlib.compressobj(6, zlib.DEFLATED, 31)
+                self.gz = c.compress(self.plain) + c.flush()
             return self.gz
 
 
 class Exporter:
-    """The agent's HTTP server (stdlib ThreadingHTTPServer) and its route table."""
+    """The agent's HTTP server (``agent.webserver``) and its route table."""
 
     def __init__(
         self,
@@ -172,14 +177,16 @@ class Exporter:
         basic_auth_users: Mapping[str, str] | None = None,
         tls_cert_file: Path | None = None,
         tls_key_file: Path | None = None,
+        limits: Limits | None = None,
     ):
         self.address = listen_address
+        self.limits = limits or Limits(max_body=MAX_BODY)
         self.auth = Authenticator(basic_auth_users or {})
         self.tls = (tls_cert_file, tls_key_file) if tls_cert_file and tls_key_file else None
         self._routes: dict[tuple[str, str], Route] = {}
         self._prefix_routes: list[Route] = []
         self._snapshot = _Snapshot(b"")
-        self._server: ThreadingHTTPServer | None = None
+        self._server: Server | None = None
         self._thread: threading.Thread | None = None
         self.add_route(Route("GET", "/metrics", self._metrics))
         self.add_route(Route("GET", "/healthz", lambda req: Response(200, b"ok\n")))
@@ -236,14 +243,47 @@ class Exporter:
     def bind(self) -> None:
         """Open the listening socket; a busy or bad address is a UserError (one line, exit 1)."""
         host, port = self.address
-        server_cls = _Server6 if ":" in host else _Server
+        ctx = _ssl_context(*self.tls) if self.tls else None
         try:
-            self._server = server_cls((host, port), _make_handler(self))
+            self._server = Server((host, port), self._answer, self.limits, ctx)
         except OSError as e:
             reason = e.strerror or str(e)
             raise UserError(f"cannot listen on {_fmt_addr(host, port)}: {reason}") from None
-        if self.tls:
-            self._server.ssl_context = _ssl_context(*self.tls)
+
+    def _answer(self, head: RequestHead, client_addr: str, read_body: Callable[[], bytes]) -> Reply:
+        """Route, authenticate, read the body, run the handler (``agent.webserver.Application``)."""
+        url = urlsplit(head.target)
+        route, known = self.find(head.method, url.path)
+        if route is None:
+            if known:
+                return Reply(405, b"method not allowed\n")
+            return Reply(404, b"not found\n")
+        auth = self.auth
+        user = None
+        if auth.enabled:
+            user = auth.check(head.headers.get("Authorization"))
+            if user is None:
+                return Reply(401, b"unauthorized\n", headers={"WWW-Authenticate": 'Basic realm="opsagent"'})
+        elif route.write and not is_loopback(client_addr):
+            return Reply(403, b"write endpoints accept loopback clients only\n")
+        body = read_body()
+        req = Request(
+            method=head.method,
+            path=url.path,
+            query=dict(parse_qsl(url.query)),
+            headers=head.headers,
+            body=body,
+            client_addr=client_addr,
+            user=user,
+        )
+        try:
+            resp = route.handler(req)
+        except HttpError:
+            raise
+        except Exception:
+            log.exception("handler failed", extra={"path": url.path})
+            resp = Response(500, b"internal error\n")
+        return Reply(resp.status, resp.body, resp.content_type, resp.headers)
 
     @property
     def port(self) -> int:
@@ -285,104 +325,3 @@ def _ssl_context(cert: Path, key: Path) -> Any:
     except (OSError, ssl.SSLError) as e:
         raise UserError(f"cannot load TLS certificate {cert} / key {key}: {e}") from None
     return ctx
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 64
-    ssl_context: Any = None
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        if self.ssl_context is not None:
-            # handshake in the connection's thread, with the handler's timeout
-            request.settimeout(_HandlerBase.timeout)
-            try:
-                request = self.ssl_context.wrap_socket(request, server_side=True)
-            except OSError as e:  # ssl.SSLError is an OSError
-                log.debug("TLS handshake failed", extra={"client": client_address[0], "error": str(e)})
-                request.close()
-                return
-        super().finish_request(request, client_address)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # a client that hangs up mid-response is not an agent error
-        log.debug("connection error", extra={"client": client_address[0]}, exc_info=True)
-
-
-class _Server6(_Server):
-    address_family = socket.AF_INET6
-
-
-class _HandlerBase(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    # headers and body go out in two writes: without TCP_NODELAY the second waits
-    # for the client's delayed ACK (40 ms per scrape)
-    disable_nagle_algorithm = True
-    timeout = 30
-    server_version = "opsagent"
-    sys_version = ""
-
-
-def _make_handler(exporter: Exporter) -> type[BaseHTTPRequestHandler]:
-    class _Handler(_HandlerBase):
-        def log_message(self, format: str, *args: Any) -> None:
-            pass  # access logs would cost more than the scrape itself
-
-        def _dispatch(self) -> None:
-            url = urlsplit(self.path)
-            route, known = exporter.find(self.command, url.path)
-            if route is None:
-                if known:
-                    self._reject(405, b"method not allowed\n")
-                else:
-                    self._reject(404, b"not found\n")
-                return
-            auth = exporter.auth
-            user = None
-            if auth.enabled:
-                user = auth.check(self.headers.get("Authorization"))
-                if user is None:
-                    self._reject(401, b"unauthorized\n", {"WWW-Authenticate": 'Basic realm="opsagent"'})
-                    return
-            elif route.write and not is_loopback(self.client_address[0]):
-                self._reject(403, b"write endpoints accept loopback clients only\n")
-                return
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_BODY:
-                self._reject(413, b"request body too large\n")
-                return
-            body = self.rfile.read(length) if length > 0 else b""
-            req = Request(
-                method=self.command,
-                path=url.path,
-                query=dict(parse_qsl(url.query)),
-                headers=self.headers,  # type: ignore[arg-type]
-                body=body,
-                client_addr=self.client_address[0],
-                user=user,
-            )
-            try:
-                resp = route.handler(req)
-            except Exception:
-                log.exception("handler failed", extra={"path": url.path})
-                resp = Response(500, b"internal error\n")
-            self._send(resp)
-
-        def _reject(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
-            # the request body was not read: close rather than parse it as the next request
-            self.close_connection = True
-            self._send(Response(status, body, headers=headers or {}))
-
-        def _send(self, resp: Response) -> None:
-            self.send_response(resp.status)
-            self.send_header("Content-Type", resp.content_type)
-            self.send_header("Content-Length", str(len(resp.body)))
-            for k, v in resp.headers.items():
-                self.send_header(k, v)
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(resp.body)
-
-        do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _dispatch
-
-    return _Handler
