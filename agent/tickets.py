@@ -676,15 +676,7 @@ class TicketBook:
             )
             return
         for r in routes:
-            enqueue(
-                db,
-                r.name,
-                event,
-                self._message(r, t, event, extra),
-                f"{r.name}:t{t['id']}:j{jid}",
-                t["id"],
-                now,
-            )
+            self._enqueue(db, r, t, event, jid, self._message(r, t, event, extra), now)
 
     def _notify_contacts(
         self,
@@ -707,7 +699,20 @@ class TicketBook:
                     continue
             else:
                 msg["mentions"] = [c.phone for c in who if c.phone]
-            enqueue(db, r.name, event, msg, f"{r.name}:t{t['id']}:j{jid}", t["id"], now)
+            self._enqueue(db, r, t, event, jid, msg, now)
+
+    def _enqueue(
+        self,
+        db: sqlite3.Connection,
+        route: Route,
+        t: Mapping[str, Any],
+        event: str,
+        jid: int,
+        message: Mapping[str, Any],
+        now: float,
+    ) -> None:
+        # one idempotency key per route and journal entry: a replayed state change sends nothing twice
+        enqueue(db, route.name, event, message, f"{route.name}:t{t['id']}:j{jid}", t["id"], now)
 
     def _fmt(self, ts: float | None) -> str:
         if ts is None:
