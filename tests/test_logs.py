@@ -33,6 +33,15 @@ def append(path: Path, text: str | bytes) -> None:
         f.write(text.encode() if isinstance(text, str) else text)
 
 
+def watching_empty_log(tmp: Path) -> tuple[Path, Harness]:
+    """An empty ``app.log`` under ``tmp``, already seen once by a collector with the default patterns."""
+    log = tmp / "app.log"
+    log.write_text("")
+    h = Harness(collector(tmp))
+    h.run()
+    return log, h
+
+
 def test_first_sight_starts_at_end_then_counts_appended_lines(tmp_path: Path) -> None:
     log = tmp_path / "app.log"
     log.write_text("old: error that happened before the agent was installed\n")
@@ -63,10 +72,7 @@ def test_from_beginning_reads_existing_content(tmp_path: Path) -> None:
 
 
 def test_partial_last_line_waits_for_its_newline(tmp_path: Path) -> None:
-    log = tmp_path / "app.log"
-    log.write_text("")
-    h = Harness(collector(tmp_path))
-    h.run()
+    log, h = watching_empty_log(tmp_path)
     append(log, "app: pan")
     assert h.run().value(MATCHES, file=str(log), pattern="panic") == 0
     append(log, "ic now\n")
@@ -93,10 +99,7 @@ def test_restart_neither_rereads_nor_skips(tmp_path: Path) -> None:
 
 
 def test_rename_rotation_finishes_the_old_tail_then_reads_the_new_file(tmp_path: Path) -> None:
-    log = tmp_path / "app.log"
-    log.write_text("")
-    h = Harness(collector(tmp_path))
-    h.run()
+    log, h = watching_empty_log(tmp_path)
     append(log, "1 error\n")
     assert h.run().value(MATCHES, file=str(log), pattern="error") == 1
     append(log, "2 error\n")  # written, not read yet
@@ -115,10 +118,7 @@ def test_rename_rotation_finishes_the_old_tail_then_reads_the_new_file(tmp_path:
 
 
 def test_renamed_file_gone_is_counted_as_a_lost_tail(tmp_path: Path) -> None:
-    log = tmp_path / "app.log"
-    log.write_text("")
-    h = Harness(collector(tmp_path))
-    h.run()
+    log, h = watching_empty_log(tmp_path)
     append(log, "1 error\n")
     os.rename(log, tmp_path / "elsewhere.txt")
     append(log, "2 error\n")
@@ -128,10 +128,7 @@ def test_renamed_file_gone_is_counted_as_a_lost_tail(tmp_path: Path) -> None:
 
 
 def test_copytruncate_reads_the_copy_tail_then_the_truncated_file(tmp_path: Path) -> None:
-    log = tmp_path / "app.log"
-    log.write_text("")
-    h = Harness(collector(tmp_path))
-    h.run()
+    log, h = watching_empty_log(tmp_path)
     append(log, "first line of the file, identifies it\n1 error\n")
     assert h.run().value(MATCHES, file=str(log), pattern="error") == 1
     append(log, "2 error\n3 error\n")  # not read before rotation
@@ -146,10 +143,7 @@ def test_copytruncate_reads_the_copy_tail_then_the_truncated_file(tmp_path: Path
 
 def test_truncated_and_regrown_past_the_offset_is_detected(tmp_path: Path) -> None:
     # Size alone cannot see this: the first bytes differ, so it is a new content.
-    log = tmp_path / "app.log"
-    log.write_text("")
-    h = Harness(collector(tmp_path))
-    h.run()
+    log, h = watching_empty_log(tmp_path)
     append(log, "Nov 1 host a: error one\n")
     assert h.run().value(MATCHES, file=str(log), pattern="error") == 1
     with log.open("r+b") as f:
@@ -200,10 +194,7 @@ def test_real_logrotate_loses_and_doubles_nothing(tmp_path: Path, mode: str) -> 
 
 def test_lines_appended_while_collecting_through_a_rotation(tmp_path: Path) -> None:
     """A writer thread logs and rotates (rename, reopen) while the collector runs: exact totals."""
-    log = tmp_path / "app.log"
-    log.write_text("")
-    h = Harness(collector(tmp_path))
-    h.run()
+    log, h = watching_empty_log(tmp_path)
     total, every = 3000, 10
     done = threading.Event()
 
@@ -283,10 +274,7 @@ def test_one_megabyte_line_is_truncated_in_evidence(tmp_path: Path) -> None:
 
 
 def test_binary_garbage_does_not_crash_and_later_lines_count(tmp_path: Path) -> None:
-    log = tmp_path / "app.log"
-    log.write_text("")
-    h = Harness(collector(tmp_path))
-    h.run()
+    log, h = watching_empty_log(tmp_path)
     append(log, bytes(range(256)) * 64 + os.urandom(50_000) + b"\nkernel: panic here\n")
     r = h.run()
     assert (r.value(MATCHES, file=str(log), pattern="panic") or 0) >= 1
@@ -295,10 +283,7 @@ def test_binary_garbage_does_not_crash_and_later_lines_count(tmp_path: Path) -> 
 
 
 def test_traceback_is_one_record(tmp_path: Path) -> None:
-    log = tmp_path / "app.log"
-    log.write_text("")
-    h = Harness(collector(tmp_path))
-    h.run()
+    log, h = watching_empty_log(tmp_path)
     append(
         log,
         "2024-01-01 12:00:00 ERROR app: request failed\n"
