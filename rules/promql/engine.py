@@ -124,6 +124,15 @@ def _single_name(vec: Vector) -> bool:
     return all(s.labels.get("__name__") == first for s in vec)
 
 
+def _map_values(vec: Vector, f: Callable[[float], float], pos: int) -> Vector:
+    """``f`` applied to every value, the metric name dropped; an error if that makes two series alike."""
+    check = not _single_name(vec)
+    out = [Series(drop_name(s.labels), f(s.value)) for s in vec]
+    if check:
+        _check_unique(out, pos)
+    return out
+
+
 def _fmt_labels(labels: Labels) -> str:
     name = labels.get("__name__", "")
     inner = ", ".join(f'{k}="{v}"' for k, v in sorted(labels.items()) if k != "__name__")
@@ -340,12 +349,7 @@ class Engine:
         vec = self._as_vector(self._eval(args[0], t))
         out: Vector
         if name in fn.ELEMENTWISE:
-            f = fn.ELEMENTWISE[name]
-            check = not _single_name(vec)
-            out = [Series(drop_name(s.labels), f(s.value)) for s in vec]
-            if check:
-                _check_unique(out, e.pos)
-            return out
+            return _map_values(vec, fn.ELEMENTWISE[name], e.pos)
         if name == "sort":
             return sorted(vec, key=lambda s: (s.value != s.value, s.value if s.value == s.value else 0.0))
         if name == "sort_desc":
@@ -365,11 +369,7 @@ class Engine:
             else:
                 to = self._scalar(args[1], t) if len(args) > 1 else 1.0
                 f2 = lambda v: fn.round_to(v, to)  # noqa: E731
-            check = not _single_name(vec)
-            clamped = [Series(drop_name(s.labels), f2(s.value)) for s in vec]
-            if check:
-                _check_unique(clamped, e.pos)
-            return clamped
+            return _map_values(vec, f2, e.pos)
         if name == "label_replace":
             return self._label_replace(e, vec, t)
         if name == "label_join":
