@@ -45,22 +45,19 @@ def add_parsers(sub: Any) -> None:
     c.add_argument("id", type=int)
     c.add_argument("--json", action="store_true", help="JSON output")
     c.set_defaults(func=cmd_show)
-    c = tsub.add_parser("ack", parents=[common], help="acknowledge (stops the response clock)")
-    c.add_argument("id", type=int)
-    c.add_argument("--note", default="", help="text for the journal")
-    c.set_defaults(func=cmd_action, action="ack")
-    c = tsub.add_parser("note", parents=[common], help="add a note to the journal")
-    c.add_argument("id", type=int)
-    c.add_argument("text")
-    c.set_defaults(func=cmd_action, action="note")
-    c = tsub.add_parser("resolve", parents=[common], help="resolve (or confirm a recovered ticket)")
-    c.add_argument("id", type=int)
-    c.add_argument("--note", default="", help="what was done")
-    c.set_defaults(func=cmd_action, action="resolve")
-    c = tsub.add_parser("close", parents=[common], help="close for good")
-    c.add_argument("id", type=int)
-    c.add_argument("--note", default="", help="text for the journal")
-    c.set_defaults(func=cmd_action, action="close")
+    for action, help_text, note_help in (
+        ("ack", "acknowledge (stops the response clock)", "text for the journal"),
+        ("note", "add a note to the journal", ""),
+        ("resolve", "resolve (or confirm a recovered ticket)", "what was done"),
+        ("close", "close for good", "text for the journal"),
+    ):
+        c = tsub.add_parser(action, parents=[common], help=help_text)
+        c.add_argument("id", type=int)
+        if note_help:
+            c.add_argument("--note", default="", help=note_help)
+        else:
+            c.add_argument("text")
+        c.set_defaults(func=cmd_action, action=action)
 
     p = sub.add_parser("outbox", parents=[common], help="list pending and dead notifications; retry one")
     osub = p.add_subparsers(dest="outbox_command", metavar="COMMAND")
