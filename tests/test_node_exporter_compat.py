@@ -27,11 +27,12 @@ from collector.runner import Job, Runner
 
 HOST_COLLECTORS = (
     "cpu", "diskstats", "filesystem", "hwmon", "load", "meminfo", "netdev", "stat", "time", "timex", "uname",
+    "vmstat",
 )
 # the node_exporter collectors that cover the same ground (netclass: link state)
 PEER_COLLECTORS = (
     "cpu", "diskstats", "filesystem", "hwmon", "loadavg", "meminfo", "netdev", "netclass", "stat", "time",
-    "timex", "uname",
+    "timex", "uname", "vmstat",
 )
 
 
@@ -161,6 +162,7 @@ def total(fam, **match) -> float:
     ("node_network_receive_bytes_total", {"device": "lo"}, 0),
     ("node_context_switches_total", {}, 0),
     ("node_forks_total", {}, 0),
+    ("node_vmstat_pgfault", {}, 0),
 ])
 def test_counters_agree_with_node_exporter(compared, name, labels, slack):
     """Read between two node_exporter scrapes, our counter lies between its two values."""
