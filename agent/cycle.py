@@ -131,6 +131,7 @@ class Cycle:
         self.cycles = 0
         self.check_counts: dict[tuple[str, str], int] = {}
         self.runner = Runner(build_jobs(config), self._context, cancelled=cancelled)
+        self.instance = config.agent.instance_name  # gethostname() once, not per collector run
 
     # -- wiring
 
@@ -164,7 +165,7 @@ class Cycle:
         return Context(
             config=job.section,
             paths=self.paths,
-            instance=self.config.agent.instance_name,
+            instance=self.instance,
             state=StoreKeyValue(self.store, f"collector/{job.name}"),
         )
 
@@ -241,7 +242,8 @@ class Cycle:
         return status
 
     def close(self) -> None:
-        """Close the stages (on reload and at shutdown)."""
+        """Close the stages and the runner's workers (on reload and at shutdown)."""
+        self.runner.close()
         for stage in self.stages:
             close = getattr(stage, "close", None)
             if callable(close):

@@ -10,13 +10,11 @@ cached per (file, size, mtime), so a large backup is hashed once.
 from __future__ import annotations
 
 import glob
-import hashlib
 import itertools
 import json
 import os
 import re
 import stat
-import subprocess
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -180,6 +178,10 @@ def parse_checksums(text: str) -> dict[str, str]:
 
 
 def sha256_file(path: str) -> str:
+    # OpenSSL's SHA-256 (4x CPython's on large files); its 3.6 MB are paid only when
+    # a job has a checksum_file
+    import hashlib
+
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(_HASH_CHUNK):
@@ -209,6 +211,8 @@ def verify_checksum(backup: BackupFile, checksum_file: str) -> tuple[bool, str]:
 
 def verify_command(backup: BackupFile, argv: tuple[str, ...], timeout: float) -> tuple[bool, str]:
     """Run the verify command (argv, no shell) with ``{path}`` filled in; exit 0 = verified."""
+    import subprocess  # only jobs with a verify_command pay for it
+
     args = [expand(a, backup.path) for a in argv]
     try:
         r = subprocess.run(args, capture_output=True, timeout=timeout, check=False)

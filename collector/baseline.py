@@ -10,7 +10,6 @@ key ``area:<name>``); later runs report the items added and removed.
 from __future__ import annotations
 
 import glob
-import hashlib
 import json
 import os
 import re
@@ -21,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from collector.digest import sha256
 from collector.model import Evidence, Sample, gauge
 from collector.registry import Context, KeyValue, register
 from collector.schema import Duration, Regex, compile_regex
@@ -249,7 +249,7 @@ def read_files_lines(root: Path, patterns: Iterable[str], parse: Callable[[str],
             shown = "/" + os.path.relpath(p, root)
             for line in parse(text):
                 items.add(f"{shown}: {line}")
-            items.add(f"{shown} sha256={hashlib.sha256(text.encode()).hexdigest()[:16]}")
+            items.add(f"{shown} sha256={sha256(text.encode()).hexdigest()[:16]}")
     return Snapshot(items)
 
 

@@ -6,8 +6,9 @@ The decoding helpers here are shared with the service probes
 
 from __future__ import annotations
 
+import base64
+import binascii
 import glob
-import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,10 +57,17 @@ def split_pem(data: bytes) -> list[bytes]:
         end = data.find(_PEM_END, start)
         if end < 0:
             break
-        pem = data[start : end + len(_PEM_END)].decode("ascii", errors="replace") + "\n"
-        out.append(ssl.PEM_cert_to_DER_cert(pem))
+        out.append(_pem_body_to_der(data[start + len(_PEM_BEGIN) : end]))
         pos = end + len(_PEM_END)
     return out
+
+
+def _pem_body_to_der(body: bytes) -> bytes:
+    # base64 by hand rather than ssl.PEM_cert_to_DER_cert: ssl maps libcrypto (5 MB)
+    try:
+        return base64.b64decode(b"".join(body.split()), validate=True)
+    except binascii.Error as e:
+        raise ValueError(f"bad PEM certificate: {e}") from None
 
 
 def decode_cert(der: bytes) -> CertInfo:
@@ -86,6 +94,7 @@ def decode_cert(der: bytes) -> CertInfo:
 
 def _decode_with_ssl(der: bytes) -> CertInfo:
     import os
+    import ssl
     import tempfile
 
     fd, tmp = tempfile.mkstemp(suffix=".pem")

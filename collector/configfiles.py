@@ -14,9 +14,7 @@ Versions are exact, so a restore is exact; only what is *shown* (evidence,
 
 from __future__ import annotations
 
-import difflib
 import glob
-import hashlib
 import json
 import os
 import re
@@ -26,6 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from collector.digest import sha256
 from collector.model import Evidence, Sample, counter, gauge
 from collector.registry import Context, KeyValue, register
 from collector.schema import Duration, Regex, compile_regex
@@ -127,7 +126,7 @@ def record_version(
         ver = Version(n, ts, 0, "", deleted=True)
     else:
         ver = Version(
-            n, ts, len(content), hashlib.sha256(content).hexdigest(),
+            n, ts, len(content), sha256(content).hexdigest(),
             mode=(st.st_mode & 0o7777) if st else 0o644,
             uid=st.st_uid if st else -1,
             gid=st.st_gid if st else -1,
@@ -197,6 +196,8 @@ def masked_diff(
     b = new.decode("utf-8", errors="replace").splitlines(keepends=True)
     ma, mb = masker.mask_lines(a), masker.mask_lines(b)
     out: list[str] = [f"--- {old_name}\n", f"+++ {new_name}\n"]
+    import difflib  # only when a file changed
+
     sm = difflib.SequenceMatcher(None, a, b, autojunk=False)
     for group in sm.get_grouped_opcodes(context):
         i1, i2, j1, j2 = group[0][1], group[-1][2], group[0][3], group[-1][4]
@@ -277,7 +278,7 @@ class ConfigFilesCollector:
                 text = f"{path} was deleted (version {ver.v}; version {last.v} can be restored)"
                 ctx.add_evidence(Evidence("config_diff", text, {**lab, "version": str(ver.v)}, now))
         elif content is not None and (
-            last is None or last.deleted or last.sha256 != hashlib.sha256(content).hexdigest()
+            last is None or last.deleted or last.sha256 != sha256(content).hexdigest()
         ):
             ver = record_version(ctx.state, path, content, now, st, self.config.keep_versions)
             index.append(ver)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 
 from collector.model import Sample, describe
@@ -18,32 +17,76 @@ def _escape_help(v: str) -> str:
     return v.replace("\\", "\\\\").replace("\n", "\\n")
 
 
+_INF = float("inf")
+
+
 def format_value(v: float) -> str:
-    if math.isnan(v):
+    """A sample value as the text format writes it (integers without a fraction, NaN, +Inf, -Inf)."""
+    if v != v:
         return "NaN"
-    if math.isinf(v):
+    if v == _INF or v == -_INF:
         return "+Inf" if v > 0 else "-Inf"
-    if v == int(v) and abs(v) < 1e15:
+    if v.is_integer() and -1e15 < v < 1e15:
         return str(int(v))
     return repr(v)
 
 
+class _LabelCache:
+    """Rendered ``{k="v",...}`` strings by label set, reused across cycles.
+
+    Most series keep their labels from one cycle to the next, so sorting and
+    escaping them once saves most of the rendering work. Bounded: cleared
+    when it outgrows ``limit`` (churning labels just fall back to rendering).
+    """
+
+    def __init__(self, limit: int = 20000):
+        self.limit = limit
+        self.d: dict[tuple[tuple[str, str], ...], tuple[tuple[tuple[str, str], ...], str]] = {}
+
+    def get(self, labels: tuple[tuple[str, str], ...]) -> tuple[tuple[tuple[str, str], ...], str]:
+        hit = self.d.get(labels)
+        if hit is None:
+            key = tuple(sorted(labels))
+            text = "{" + ",".join(f'{k}="{_escape_label(v)}"' for k, v in key) + "}" if key else ""
+            if len(self.d) >= self.limit:
+                self.d.clear()
+            hit = self.d[labels] = (key, text)
+        return hit
+
+
+_LABELS = _LabelCache()
+_HEADERS: dict[str, str] = {}
+
+
+def _header(name: str) -> str:
+    h = _HEADERS.get(name)
+    if h is None:
+        d = describe(name)
+        h = f"# HELP {name} {_escape_help(d.help)}\n" if d.help else ""
+        h += f"# TYPE {name} {'gauge' if d.type == 'info' else d.type}\n"
+        if d.type != "untyped":  # an undeclared name may still be declared later
+            _HEADERS[name] = h
+    return h
+
+
 def render(samples: Iterable[Sample]) -> str:
-    """Render samples grouped by family, families sorted by name, series sorted by labels."""
-    fams: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+    """Render samples grouped by family, families sorted by name, series sorted by labels.
+
+    Of several samples of one series the last wins.
+    """
+    fams: dict[str, dict[tuple[tuple[str, str], ...], tuple[str, float]]] = {}
+    labels_of = _LABELS.get
     for s in samples:
-        fams.setdefault(s.name, {})[tuple(sorted(s.labels.items()))] = s.value
+        key, text = labels_of(tuple(s.labels.items()))
+        fam = fams.get(s.name)
+        if fam is None:
+            fam = fams[s.name] = {}
+        fam[key] = (text, s.value)
     out: list[str] = []
     for name in sorted(fams):
-        d = describe(name)
-        if d.help:
-            out.append(f"# HELP {name} {_escape_help(d.help)}")
-        out.append(f"# TYPE {name} {'gauge' if d.type == 'info' else d.type}")
-        for labels in sorted(fams[name]):
-            if labels:
-                lab = ",".join(f'{k}="{_escape_label(v)}"' for k, v in labels)
-                out.append(f"{name}{{{lab}}} {format_value(fams[name][labels])}")
-            else:
-                out.append(f"{name} {format_value(fams[name][labels])}")
-    out.append("")
-    return "\n".join(out)
+        out.append(_header(name))
+        fam = fams[name]
+        for key in sorted(fam):
+            text, value = fam[key]
+            out.append(f"{name}{text} {format_value(value)}\n")
+    return "".join(out)

@@ -9,21 +9,25 @@ from __future__ import annotations
 
 import os
 import socket
-import ssl
-import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
-from collector.certificates import decode_cert
 from collector.model import Evidence, Sample, gauge
 from collector.registry import Context, register
 from collector.schema import Duration, Regex, compile_regex
+
+if TYPE_CHECKING:
+    import ssl
+
+# ssl, http.client and subprocess are imported inside the probes that use them: ssl alone
+# maps libssl and libcrypto (5 MB resident), http.client adds the email package.
 
 PROBE_SUCCESS = gauge("probe_success", "Whether the probe succeeded (1) or failed (0).")
 PROBE_DURATION = gauge("probe_duration_seconds", "How long the probe took to complete.")
@@ -170,9 +174,10 @@ class Outcome:
 
 
 def _reason_of(e: BaseException) -> str:
-    if isinstance(e, ssl.SSLCertVerificationError):
+    tls = sys.modules.get("ssl")  # an SSL error means ssl was imported
+    if tls is not None and isinstance(e, tls.SSLCertVerificationError):
         return "certificate"
-    if isinstance(e, ssl.SSLError):
+    if tls is not None and isinstance(e, tls.SSLError):
         return "tls"
     if isinstance(e, TimeoutError | socket.timeout):
         return "timeout"
@@ -198,6 +203,8 @@ class Deadline:
 
 
 def _tls_context(verify: bool, ca_file: Path | None) -> ssl.SSLContext:
+    import ssl
+
     if verify:
         ctx = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
     else:
@@ -208,6 +215,8 @@ def _tls_context(verify: bool, ca_file: Path | None) -> ssl.SSLContext:
 
 
 def _tls_facts(sock: ssl.SSLSocket, out: Outcome) -> None:
+    from collector.certificates import decode_cert
+
     version = sock.version()
     if version:
         out.add(TLS_VERSION, 1, version=version.replace("TLSv", "TLS "))
@@ -341,12 +350,17 @@ def read_processes(proc: Path) -> list[ProcessEntry]:
         entries = os.listdir(proc)
     except OSError:
         return out
+    base = os.fspath(proc)
     for name in entries:
         if not name.isdigit():
             continue
+        # plain string paths and binary reads: pathlib and text decoding doubled the cost of
+        # this loop, which runs over every process each cycle
         try:
-            comm = (proc / name / "comm").read_text(errors="replace").rstrip("\n")
-            raw = (proc / name / "cmdline").read_bytes()
+            with open(f"{base}/{name}/comm", "rb") as f:
+                comm = f.read().rstrip(b"\n").decode(errors="replace")
+            with open(f"{base}/{name}/cmdline", "rb") as f:
+                raw = f.read()
         except OSError:
             continue
         cmdline = raw.rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace")
@@ -379,6 +393,8 @@ def parse_systemctl_show(text: str) -> dict[str, str]:
 
 def probe_systemd(t: ProbeTarget, deadline: Deadline) -> Outcome:
     """ActiveState of a unit from ``systemctl show``; unknown (not failed) without systemd."""
+    import subprocess
+
     out = Outcome()
     try:
         r = subprocess.run(

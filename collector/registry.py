@@ -132,7 +132,7 @@ def discover() -> Mapping[str, Registration]:
     return dict(sorted(_REGISTRY.items()))
 
 
-_FRAMEWORK_MODULES = {"model", "registry", "runner", "schema", "exposition", "procfs"}
+_FRAMEWORK_MODULES = {"model", "registry", "runner", "schema", "exposition", "procfs", "digest"}
 
 
 def enabled(reg: Registration, section: Any) -> bool:

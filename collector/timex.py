@@ -7,7 +7,6 @@ the clock synchronised; ``node_timex_offset_seconds`` how far off it is.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import os
 from collections.abc import Callable, Iterator
@@ -80,7 +79,9 @@ Adjtimex = Callable[[], tuple[int, Timex]]
 
 @functools.cache
 def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    # dlopen(NULL): the process's own symbols, libc included. ctypes.util.find_library
+    # would import subprocess and shutil (1.3 MB) and run ldconfig.
+    return ctypes.CDLL(None, use_errno=True)
 
 
 def adjtimex() -> tuple[int, Timex]:
