@@ -319,11 +319,21 @@ def report(targets: list[Target], args: argparse.Namespace, elapsed: float) -> N
         r1 = a / ne.figures[key] if ne.figures.get(key) else float("nan")
         r2 = a / ne_small.figures[key] if ne_small.figures.get(key) else float("nan")
         print(f"  {label:<52} {r1:6.2f} | {r2:6.2f}   ({better} is better)")
-    print(
-        "\ntargets: opsagent steady RSS <= 30 MB:",
-        "met" if ops.figures["rss_mb"] <= 30 else "NOT met",
-        f"({ops.figures['rss_mb']:.1f} MB)",
-    )
+    f, n = ops.figures, ne.figures
+    print("\ntargets (against node_exporter with its default collectors):")
+    for label, ok, detail in [
+        ("steady RSS <= 30 MB", f["rss_mb"] <= 30, f"{f['rss_mb']:.1f} MB"),
+        (
+            "CPU per cycle <= node_exporter CPU per scrape",
+            f["cpu_per_cycle_ms"] <= n["cpu_per_cycle_ms"],
+            f"{f['cpu_per_cycle_ms']:.2f} vs {n['cpu_per_cycle_ms']:.2f} ms",
+        ),
+        ("10 concurrent: req/s >= node_exporter's", f["conc_rps"] >= n["conc_rps"],
+         f"{f['conc_rps']:.0f} vs {n['conc_rps']:.0f}"),
+        ("10 concurrent: p99 <= node_exporter's", f["conc_p99_ms"] <= n["conc_p99_ms"],
+         f"{f['conc_p99_ms']:.2f} vs {n['conc_p99_ms']:.2f} ms"),
+    ]:
+        print(f"  {label:<50} {'met' if ok else 'NOT met':>8}  ({detail})")
 
 
 if __name__ == "__main__":
