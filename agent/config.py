@@ -303,6 +303,9 @@ class TicketsSection:
 
     enabled: bool = True
     reopen_window: Duration = Duration(86400)
+    # after a restart, a local rule's ticket whose alert has not fired again within this time (and at
+    # least the rule's `for` plus two evaluation intervals) is resolved: it recovered while the agent was down
+    reconcile_after: Duration = Duration(600)
     # recovery sets "recovered, awaiting confirmation" instead of resolving
     confirm_recovery: bool = False
     # labels left out of a ticket's identity, so a level change keeps the same ticket

@@ -164,6 +164,7 @@ class TicketPolicy:
     sla: SlaPolicy = field(default_factory=SlaPolicy)
     ladder: Mapping[str, tuple[Step, ...]] = field(default_factory=lambda: dict(DEFAULT_LADDER))
     reopen_window: float = 86400.0
+    reconcile_after: float = 600.0
     confirm_recovery: bool = False
     ignore_labels: tuple[str, ...] = ("level",)
     routes: tuple[Route, ...] = ()
@@ -235,6 +236,7 @@ def policy_from_config(config: Any) -> TicketPolicy:
         sla=SlaPolicy(levels, calendars, t.working_calendar),
         ladder=ladder,
         reopen_window=float(t.reopen_window),
+        reconcile_after=float(t.reconcile_after),
         confirm_recovery=t.confirm_recovery,
         ignore_labels=tuple(t.identity_ignore_labels),
         routes=routes,
@@ -284,7 +286,7 @@ class TicketBook:
                     t = self._fire(db, t, e, now, res, refires)
                     latest[e.fingerprint] = t
                 elif t is not None and t["status"] in ("open", "acknowledged"):
-                    self._recover(db, t, e, now)
+                    self._recover(db, t, e.at or now, now)
                     res.resolved += 1
                 else:
                     continue
@@ -447,23 +449,65 @@ class TicketBook:
             dues["resolve"],
         )
 
-    def _recover(self, db: sqlite3.Connection, t: dict[str, Any], e: AlertEvent, now: float) -> None:
-        at = min(e.at or now, now)
+    def _recover(
+        self,
+        db: sqlite3.Connection,
+        t: dict[str, Any],
+        at: float,
+        now: float,
+        why: str = "the alert recovered",
+    ) -> None:
+        at = min(at, now)
         t["restored_at"] = at
         t["updated_at"] = now
         if self.policy.confirm_recovery:
             t["status"] = "recovered"
-            jid = self._journal(
-                db, t["id"], now, SYSTEM, "recovered", "the alert recovered; awaiting confirmation"
-            )
+            jid = self._journal(db, t["id"], now, SYSTEM, "recovered", f"{why}; awaiting confirmation")
             self._notify(db, t, "recovered", jid, now, {"at": self._fmt(at)})
         else:
             t["status"] = "resolved"
             t["resolved_at"] = at
-            note = "auto-resolved: the alert recovered"
+            note = f"auto-resolved: {why}"
             jid = self._journal(db, t["id"], now, SYSTEM, "resolved", note)
             self._notify(db, t, "resolved", jid, now, {"at": self._fmt(at), "note": note})
         self._check_breaches(db, t, now)
+
+    # -- after a restart
+
+    def left_live(self) -> list[dict[str, Any]]:
+        """Open and acknowledged tickets of local rules (not Alertmanager's): after a restart, the
+        ones whose alert may have resolved while the agent was down (``id``, ``fingerprint``,
+        ``rule``, ``last_seen``)."""
+        with self.store.read() as db:
+            rows = db.execute(
+                "SELECT id, fingerprint, rule, last_seen FROM tickets"
+                " WHERE status IN ('open', 'acknowledged') AND source = 'rules' ORDER BY id"
+            ).fetchall()
+        return [dict(r) for r in rows]
+
+    def resolve_after_restart(self, tids: Iterable[int], started: float, now: float) -> int:
+        """Resolve tickets whose alert did not fire again after the restart at ``started``.
+
+        The recovery happened while the agent was down, at an unknown time; the
+        agent can only vouch for it from ``started``, which becomes the restore
+        time (SLA clocks are judged against it). A ticket resolved or closed by
+        hand meanwhile is left alone. Returns how many were resolved.
+        """
+        n = 0
+        with self.store.tx() as db:
+            for tid in tids:
+                r = db.execute("SELECT * FROM tickets WHERE id = ?", (tid,)).fetchone()
+                if r is None or r["status"] not in ("open", "acknowledged"):
+                    continue
+                t = dict(r)
+                why = (
+                    "recovered while the agent was down (not firing after restart;"
+                    f" last seen firing {self._fmt(t['last_seen'])})"
+                )
+                self._recover(db, t, started, now, why)
+                self._save(db, t)
+                n += 1
+        return n
 
     # -- people
 
