@@ -69,6 +69,8 @@ class VmstatCollector:
     def __init__(self, config: VmstatConfig):
         self.config = config
         self._fields = compile_regex(config.fields)
+        # field name -> exported?; the kernel's field names never change while it runs
+        self._wanted: dict[str, bool] = {}
 
     def collect(self, ctx: Context) -> Iterator[Sample]:
         path = ctx.paths.proc / "vmstat"
@@ -77,5 +79,8 @@ class VmstatCollector:
         except ValueError as e:
             raise CollectorFailure(f"{path}: {e}") from e
         for field, value in stats.items():
-            if self._fields.search(field):
+            wanted = self._wanted.get(field)
+            if wanted is None:
+                wanted = self._wanted[field] = self._fields.search(field) is not None
+            if wanted:
                 yield desc_for(field).sample(value)
