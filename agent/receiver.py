@@ -16,7 +16,6 @@ illegal transition.
 from __future__ import annotations
 
 import datetime as dt
-import hmac
 import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -138,6 +137,8 @@ class TicketApi:
             return True
         if not self._token:
             return False
+        import hmac  # here, not at import: hmac loads libcrypto (3.5 MB) into every daemon
+
         header = req.headers.get("Authorization") or ""
         scheme, _, given = header.partition(" ")
         return scheme.lower() == "bearer" and hmac.compare_digest(
