@@ -67,8 +67,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_config_check(args: argparse.Namespace) -> int:
     from agent.config import load_config
+    from agent.rules_stage import check_rule_files
 
-    load_config(args.file)  # a ConfigError is printed by agent.cli, one problem per line, exit 2
+    config = load_config(args.file)  # a ConfigError is printed by agent.cli, one problem per line, exit 2
+    check_rule_files(config)  # the rule files it names (and the packs) must load too
     print("config OK")
     return 0
 

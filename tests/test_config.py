@@ -151,3 +151,18 @@ def test_config_check_cli_ok(tmp_path: Path) -> None:
 def test_config_defaults_are_a_valid_config() -> None:
     cfg = Config()
     assert set(cfg.schedule.checks) == {"morning", "evening", "weekly"}
+
+
+def test_config_check_also_loads_the_rule_files_it_names(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "bad.yml").write_text(
+        "groups:\n  - name: g\n    rules:\n      - alert: X\n        expr: rat(x[5m]) > 1\n"
+    )
+    (tmp_path / "c.yaml").write_text("rules:\n  files: [bad.yml]\n")
+    r = subprocess.run([sys.executable, "-m", "agent.cli", "config", "check", str(tmp_path / "c.yaml")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2, r.stdout
+    assert "bad.yml:5: groups[0].rules[0](X).expr: unknown function with name 'rat'" in r.stderr
+    assert "Traceback" not in r.stderr
