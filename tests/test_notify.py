@@ -276,3 +276,17 @@ def test_templates_in_both_languages_evaluate_nothing():
     t_zh, body_zh = render("opened", "zh-CN", fields)
     assert t_en == "[P2] Ticket #3 opened: ${__import__('os')} {0.__class__}"
     assert t_zh.startswith("【P2】工单 #3 已创建") and "严重" in body_zh
+
+
+def test_markdown_robots_show_hostile_text_as_written_not_as_markup(receiver_factory):
+    # a label value or log line from the watched system must not become a link, image or heading
+    r = receiver_factory()
+    hostile = {**MSG, "title": "disk [click](http://evil.example) <b>x</b>",
+               "text": "![img](http://evil.example/i.png)\n# fake heading | a | b |"}
+    ding = cfg("dingtalk", url=Secret(f"{r.url}/robot/send?access_token=t"))
+    build_notifier("ding", ding).send(hostile, "d1")
+    build_notifier("wc", cfg("wecom", url=Secret(f"{r.url}/cgi-bin/webhook/send?key=K"))).send(hostile, "w1")
+    for text in (r.accepted["d1"]["markdown"]["text"], r.accepted["w1"]["markdown"]["content"]):
+        assert "[click](" not in text and "![img](" not in text and "<b>" not in text
+        assert "\\[click\\](http://evil.example)" in text and "&lt;b&gt;" in text
+        assert "\n\\# fake heading \\| a" in text

@@ -83,3 +83,26 @@ def classify_http(status: int) -> DeliveryError:
     """Retry on 429 and 5xx (the receiver may recover), not on other 4xx (it never will)."""
     retry = status == 429 or status >= 500
     return DeliveryError(f"HTTP {status}", retry=retry)
+
+
+# what can turn plain text into a link, image, emphasis, heading, table or code
+_MD_SPECIAL = frozenset("\\`*_[]#!|")
+_MD_ENTITIES = {"<": "&lt;", ">": "&gt;", "&": "&amp;"}
+
+
+def markdown_text(text: str) -> str:
+    """Plain text made inert for a markdown robot: markup characters escaped, tags as entities.
+
+    Summaries and evidence carry label values and log lines from the watched
+    system; in DingTalk or WeCom markdown they must show as written, never
+    become a link, an image, a mention or a heading.
+    """
+    out: list[str] = []
+    for ch in text:
+        if ch in _MD_ENTITIES:
+            out.append(_MD_ENTITIES[ch])
+        elif ch in _MD_SPECIAL:
+            out.append("\\" + ch)
+        else:
+            out.append(ch)
+    return "".join(out)

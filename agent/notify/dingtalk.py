@@ -14,7 +14,7 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
-from agent.notify import Channel
+from agent.notify import Channel, markdown_text
 from agent.notify.http import JsonNotifier
 
 
@@ -33,7 +33,9 @@ class DingTalkNotifier(JsonNotifier):
     throttled = frozenset({130101, 410100})
 
     def body(self, message: Mapping[str, Any], key: str) -> dict[str, Any]:
-        text = f"### {message.get('title', '')}\n\n{message.get('text', '')}"
+        title = markdown_text(str(message.get("title", "")))
+        body = markdown_text(str(message.get("text", "")))
+        text = f"### {title}\n\n{body}"
         mobiles = list(message.get("mentions", ()))
         if mobiles:
             text += "\n\n" + " ".join(f"@{m}" for m in mobiles)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from agent.notify import Channel
+from agent.notify import Channel, markdown_text
 from agent.notify.http import JsonNotifier
 
 _MAX_BYTES = 4096  # markdown content limit
@@ -19,7 +19,9 @@ class WeComNotifier(JsonNotifier):
     throttled = frozenset({45009})
 
     def body(self, message: Mapping[str, Any], key: str) -> dict[str, Any]:
-        content = f"**{message.get('title', '')}**\n{message.get('text', '')}"
+        title = markdown_text(str(message.get("title", "")))
+        text = markdown_text(str(message.get("text", "")))
+        content = f"**{title}**\n{text}"
         mentions = " ".join(f"<@{m}>" for m in message.get("mentions", ()))
         if mentions:
             content += "\n" + mentions
