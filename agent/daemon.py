@@ -123,6 +123,7 @@ class Daemon:
         self._requests: deque[_Reload | None] = deque()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
+        self._signals_installed = False
         self.store: Store | None = None
         self.exporter: Exporter | None = None
         self.cycle: Cycle | None = None
@@ -187,6 +188,13 @@ class Daemon:
         signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGINT, self._on_stop)
         signal.signal(signal.SIGHUP, self._on_hup)
+        # The kernel may deliver a signal to any thread (webserver, collector
+        # workers); the Python handler then runs only when the main thread
+        # leaves select(), which can sleep up to a minute. The wakeup fd is
+        # written by the C-level handler in whichever thread got the signal,
+        # so the main loop wakes at once and runs the handler.
+        self._signals_installed = True
+        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
 
     def _on_stop(self, signum: int, frame: FrameType | None) -> None:
         self.stop()
@@ -230,6 +238,9 @@ class Daemon:
             self.cycle.close()
         if self.store is not None:
             self.store.close()
+        if self._signals_installed:
+            signal.set_wakeup_fd(-1)
+            self._signals_installed = False
         for fd in (self._wake_r, self._wake_w):
             try:
                 os.close(fd)

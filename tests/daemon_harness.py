@@ -130,7 +130,13 @@ class Agent:
         return time.monotonic() - t0
 
 
-def wait_for(cond: Any, timeout: float = 10, step: float = 0.1) -> Any:
+def wait_for(cond: Any, timeout: float = 30, step: float = 0.1) -> Any:
+    """Poll cond() until it is truthy; return its last value.
+
+    The generous default (30 s) costs nothing when the condition comes true
+    quickly, and keeps reload/cycle assertions from failing on a machine busy
+    with the rest of the suite (a 10 s wait once did).
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         v = cond()

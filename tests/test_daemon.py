@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
+import os
+import platform
 import signal
 import sqlite3
 import subprocess
@@ -10,6 +13,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 import yaml
 from daemon_harness import ROOT, Agent, example_config, wait_for, write_config
 
@@ -65,11 +69,39 @@ def test_reload_by_sighup_and_http_keeps_old_config_when_invalid(tmp_path: Path)
         before = a.metric("opsagent_config_last_reload_success_timestamp_seconds")
         a.config_path.write_text(yaml.safe_dump(cfg))
         a.signal(signal.SIGHUP)
-        assert wait_for(lambda: a.metric("opsagent_config_last_reload_successful") == 1)
+        assert wait_for(lambda: a.metric("opsagent_config_last_reload_successful") == 1), a.log()
         assert (a.metric("opsagent_config_last_reload_success_timestamp_seconds") or 0) >= (before or 0)
     finally:
         a.stop()
     assert a.proc.returncode == 0
+
+
+def _signal_thread(pid: int, tid: int, sig: int) -> None:
+    """tgkill(2): deliver sig to one thread of pid, as the kernel may do for kill(2)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    sys_tgkill = 234  # x86_64
+    if libc.syscall(sys_tgkill, pid, tid, int(sig)) != 0:
+        raise OSError(ctypes.get_errno(), "tgkill")
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="tgkill syscall number is x86_64's")
+def test_signal_delivered_to_a_worker_thread_is_handled_at_once(tmp_path: Path) -> None:
+    # a process-directed signal may land on any thread; the main loop sleeps in
+    # select() for up to a minute and must not wait for that to handle it
+    a = _start(tmp_path, schedule={"interval": "1h", "checks": {}})
+    try:
+        pid = a.proc.pid
+        others = [int(t) for t in os.listdir(f"/proc/{pid}/task") if int(t) != pid]
+        assert others, "the daemon runs its listener and workers on threads"
+        a.config_path.write_text(a.config_path.read_text() + "bogus_section: 1\n")
+        time.sleep(1)  # let the main loop settle into its long sleep
+        _signal_thread(pid, others[0], signal.SIGHUP)
+        assert wait_for(lambda: a.metric("opsagent_config_last_reload_successful") == 0, timeout=15), a.log()
+        _signal_thread(pid, others[-1], signal.SIGTERM)
+        a.proc.wait(15)
+        assert a.proc.returncode == 0 and "opsagent stopped" in a.log()
+    finally:
+        a.stop()
 
 
 def _utc_hhmm(delta: timedelta) -> str:
