@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from agent import __version__
+from agent.cli_parser import Parser
 from agent.errors import UserError
 from collector.schema import ConfigError
 
@@ -25,9 +26,9 @@ SUBCOMMAND_MODULES = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="opsagent", description="Monitoring and auto-ticketing agent.")
+    parser = Parser(prog="opsagent", description="Monitoring and auto-ticketing agent.")
     parser.add_argument("--version", action="version", version=f"opsagent {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
     for name in SUBCOMMAND_MODULES:
         try:

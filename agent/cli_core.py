@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import difflib
 import sys
 from pathlib import Path
 from typing import Any
@@ -103,6 +102,8 @@ def cmd_collect(args: argparse.Namespace) -> int:
     known = discover()
     for name in args.collector or []:
         if name not in known:
+            import difflib  # only for a typo's hint; kept out of the daemon's imports
+
             hint = difflib.get_close_matches(name, list(known), n=1)
             raise UserError(
                 f"unknown collector {name!r}"

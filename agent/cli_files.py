@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +100,9 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 def write_atomically(target: Path, data: bytes, mode: int, uid: int, gid: int) -> None:
     """Write via a temporary file in the same directory, fsync, rename; keep mode and owner."""
+    # tempfile imports shutil, random (and bz2, lzma): not in the daemon, which imports this module
+    import tempfile
+
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".opsagent-restore", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as f:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import getpass
 import json
 import sys
 import time
@@ -18,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from agent.cli_parser import Parser
 from agent.errors import UserError
 
 DEFAULT_CONFIG = Path("/etc/opsagent/config.yaml")
@@ -26,11 +26,11 @@ STATUSES = ("open", "acknowledged", "recovered", "resolved", "closed")
 
 def add_parsers(sub: Any) -> None:
     """Register ``tickets`` and ``outbox`` on ``sub`` (an argparse subparsers object)."""
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument("-c", "--config", type=Path, help=f"config file (default {DEFAULT_CONFIG})")
     common.add_argument("--by", default="", help="who does this (default: the login name)")
     # under ``outbox``, whose own -c must not be reset by the subcommand's default
-    inner = argparse.ArgumentParser(add_help=False)
+    inner = Parser(add_help=False)
     inner.add_argument("-c", "--config", type=Path, default=argparse.SUPPRESS, help="config file")
 
     p = sub.add_parser("tickets", help="list and work tickets")
@@ -140,6 +140,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_action(args: argparse.Namespace) -> int:
+    import getpass  # termios, pwd: only for this command, not in the daemon
+
     who = args.by or getpass.getuser()
     now = time.time()
     with _book(args) as (_, book):

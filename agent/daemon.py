@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import logging
 import os
-import platform
 import select
 import signal
+import sys
 import threading
 import time
 from collections import deque
@@ -43,6 +43,8 @@ from collector.model import Sample, counter, gauge
 from collector.schema import ConfigError
 
 log = logging.getLogger("opsagent")
+# what platform.python_version() returns ("3.11.7"), without importing platform
+_PYTHON_VERSION = sys.version.split()[0]
 
 BUILD_INFO = gauge("opsagent_build_info", "A metric with a constant 1 labelled by opsagent's version.")
 RELOAD_OK = gauge(
@@ -175,7 +177,7 @@ class Daemon:
         """The agent's own metrics: build info, reload status, process figures."""
         t = os.times()
         return [
-            BUILD_INFO.sample(1, version=__version__, pyversion=platform.python_version()),
+            BUILD_INFO.sample(1, version=__version__, pyversion=_PYTHON_VERSION),
             RELOAD_OK.sample(1 if self.reload_ok else 0),
             RELOAD_TS.sample(self.reload_ts),
             CPU.sample(t.user + t.system),

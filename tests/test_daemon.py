@@ -172,3 +172,36 @@ print(heavy)
     )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]"
+
+
+def test_example_daemon_keeps_costly_stdlib_modules_out(tmp_path: Path) -> None:
+    # each of these maps a shared library or loads a large module into every
+    # running agent (ssl/hashlib: libcrypto; shutil: libbz2, liblzma; idna:
+    # unicodedata) although the example configuration needs none of them
+    cfg = example_config(tmp_path)
+    path = write_config(tmp_path / "c.yaml", cfg)
+    script = f"""
+import sys, time
+from pathlib import Path
+from agent.cli import build_parser
+from agent.config import load_config
+from agent.daemon import Daemon
+build_parser().parse_args(["run", "-c", {str(path)!r}])
+d = Daemon(load_config({str(path)!r}), Path({str(path)!r}))
+d.open()
+d.cycle.collect(None, time.time())
+d.close()
+costly = ("ssl", "_ssl", "_hashlib", "hmac", "http", "email", "shutil", "bz2", "lzma", "tempfile",
+          "difflib", "getpass", "platform", "subprocess", "encodings.idna", "unicodedata")
+print(sorted(m for m in sys.modules if m in costly or m.split('.')[0] in costly))
+"""
+    r = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
