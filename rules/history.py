@@ -130,6 +130,11 @@ class History:
         self._by_name: dict[str, dict[SeriesKey, Ring]] = {}
         self._sources: dict[str, set[SeriesKey]] = {}
         self._select_cache: dict[tuple[object, ...], list[Ring]] = {}
+        # (name, label items as the sample has them) -> its series and ring, for append():
+        # collectors report the same series every cycle, and merging and sorting each label
+        # set again was most of the append cost. Cleared when a ring is forgotten.
+        self._appended: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[SeriesKey, Ring]] = {}
+        self._appended_extra: tuple[tuple[str, str], ...] = ()
         self._newest_ms = -math.inf
         self._last_sweep_ms = -math.inf
         self.generation = 0  # bumped when the set of series changes; selection caches key on it
@@ -168,11 +173,22 @@ class History:
         seen: set[SeriesKey] = set()
         cutoff = t_ms - self.retention * 1000
         extra = dict(target_labels or {})
+        known = self._appended
+        extra_items = tuple(extra.items())
+        if extra_items != self._appended_extra or len(known) > 4 * len(self._series) + 1024:
+            known.clear()
+            self._appended_extra = extra_items
         for s in samples:
-            labels = {**extra, **s.labels, "__name__": s.name}
-            key = series_key(labels)
+            ck = (s.name, tuple(s.labels.items()))
+            hit = known.get(ck)
+            if hit is None:
+                labels = {**extra, **s.labels, "__name__": s.name}
+                key = series_key(labels)
+                ring = self._ring(labels, key)
+                known[ck] = (key, ring)
+            else:
+                key, ring = hit
             seen.add(key)
-            ring = self._ring(labels, key)
             ring.add(float(round(s.ts * 1000)) if s.ts else t_ms, float(s.value))
             ring.trim(cutoff)
         previous = self._sources.get(source, set())
@@ -214,6 +230,7 @@ class History:
             by_name = self._by_name.get(ring.labels.get("__name__", ""), {})
             by_name.pop(key, None)
         if gone:
+            self._appended.clear()
             self._bump()
 
     # ------------------------------------------------------------ reading

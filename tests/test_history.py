@@ -54,3 +54,30 @@ def test_stale_marker_is_not_an_ordinary_nan():
     h.add_stale({"__name__": "x"}, 20)
     assert _values(h, "x", 20) == {}
     assert not is_stale(math.nan)
+
+
+def test_a_series_forgotten_by_retention_comes_back_when_reported_again():
+    # append() remembers each reported label set's series; a forgotten one must not be written to
+    h = History(retention=60)
+    h.append([Sample("up", {"path": "a"}, 1.0), Sample("up", {"path": "b"}, 1.0)], 100, "s")
+    h.append([Sample("up", {"path": "b"}, 2.0)], 115, "s")  # a: stale
+    h.append([Sample("up", {"path": "b"}, 2.0)], 250, "s")
+    h.trim(250)  # a: forgotten
+    assert len(h) == 1
+    h.append([Sample("up", {"path": "a"}, 3.0), Sample("up", {"path": "b"}, 4.0)], 300, "s")
+    assert _values(h, "up", 300) == {"a": 3.0, "b": 4.0}
+
+
+def test_target_labels_apply_to_repeated_label_sets():
+    h = History()
+    h.append([Sample("up", {"path": "a"}, 1.0)], 100, "s", target_labels={"instance": "one"})
+    h.append([Sample("up", {"path": "a"}, 2.0)], 115, "s", target_labels={"instance": "two"})
+    own = Sample("up", {"path": "a", "instance": "own"}, 3.0)
+    h.append([own], 130, "s", target_labels={"instance": "two"})
+    out = Engine(h).instant(parse("up"), 115)
+    assert isinstance(out, list)
+    # the series of instance "one" went stale when the source reported "two" instead
+    assert [(s.labels["instance"], s.value) for s in out] == [("two", 2.0)]  # type: ignore[union-attr]
+    out = Engine(h).instant(parse("up"), 130)
+    assert isinstance(out, list)
+    assert sorted((s.labels["instance"], s.value) for s in out) == [("own", 3.0)]  # type: ignore[union-attr]
