@@ -7,6 +7,7 @@ checks) are declared here as fields so that unknown keys anywhere are errors.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import socket
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from collector.registry import discover
 from collector.schema import Builder, ConfigError, Duration, Problem, Secret, read_document
 
 DEFAULT_PORT = 9934
+MIN_INTERVAL = 1.0  # seconds: the shortest collection interval
 LogLevel = Literal["debug", "info", "warning", "error"]
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -64,7 +66,14 @@ class WebSection:
         except ValueError as e:
             out.append(("listen_address", str(e)))
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
-            out.append(("tls_cert_file", "tls_cert_file and tls_key_file must be given together"))
+            absent = "tls_key_file" if self.tls_key_file is None else "tls_cert_file"
+            out.append((absent, "tls_cert_file and tls_key_file must be given together"))
+        # checked here so `config check` catches them, not only the restart that needs them
+        for key in ("tls_cert_file", "tls_key_file"):
+            path = getattr(self, key)
+            if path is not None and not os.access(path, os.R_OK):
+                why = "not found" if not path.exists() else "not readable"
+                out.append((key, f"{path}: {why}"))
         for user, h in self.basic_auth_users.items():
             if not h.startswith(("$2a$", "$2b$", "$2y$")):
                 hint = "must be a bcrypt hash (htpasswd -nBC 10 '' | tr -d ':')"
@@ -124,6 +133,15 @@ class ScheduleSection:
     misfire_grace: Duration = Duration(7200)
     checks: dict[str, CheckTime] = field(default_factory=_default_checks)
 
+    def check(self) -> list[tuple[str, str]]:
+        out = []
+        # a zero interval would make the main loop collect without pause (a CPU at 100 %)
+        if self.interval < MIN_INTERVAL:
+            out.append(("interval", f"must be at least {MIN_INTERVAL:g}s"))
+        if self.timeout <= 0:
+            out.append(("timeout", "must be greater than 0"))
+        return out
+
 
 # ---------------------------------------------------------------- tickets (agent/tickets.py, docs/tickets.md)
 
@@ -137,6 +155,21 @@ def _bad_email(address: str) -> str | None:
     name, _, addr = address.rpartition("<")
     addr = addr.rstrip(">").strip() if name or addr.endswith(">") else address.strip()
     return None if _EMAIL_RE.match(addr) else f"invalid e-mail address {address!r}"
+
+
+def _bad_url(url: str) -> str | None:
+    """Why a notifier URL cannot be posted to; the URL (it carries a token) is never quoted."""
+    from urllib.parse import urlsplit
+
+    if not url.startswith(("http://", "https://")):
+        return "must be an http:// or https:// URL"
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
+        return "must not contain spaces or control characters (percent-encode them: %20)"
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        host = None
+    return None if host else "has no valid host name"
 
 
 @dataclass(frozen=True)
@@ -251,8 +284,13 @@ class NotifierConfig:
             out += [(f"to[{i}]", b) for i, a in enumerate(self.to) if (b := _bad_email(a))]
         elif self.url is None:
             out.append(("url", f"a {self.type} notifier needs url (or url_file)"))
-        elif not self.url.reveal().startswith(("http://", "https://")):
-            out.append(("url", "must be an http:// or https:// URL"))
+        elif bad := _bad_url(self.url.reveal()):
+            out.append(("url", bad))
+        from rules.model import LEVELS
+
+        bad_levels = [lv for lv in self.levels if lv not in LEVELS]
+        if bad_levels:  # a typo (p1) would silently keep the channel quiet
+            out.append(("levels", f"unknown level {bad_levels[0]!r} (use {', '.join(LEVELS)})"))
         bad_events = [e for e in self.events if e not in NOTIFIER_EVENTS]
         if bad_events:
             out.append(("events", f"unknown event {bad_events[0]!r} (use {', '.join(NOTIFIER_EVENTS)})"))
@@ -323,7 +361,13 @@ class TicketsSection:
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
 
     def check(self) -> list[tuple[str, str]]:
+        from rules.model import LEVELS
+
         out: list[tuple[str, str]] = []
+        # a level the rules never produce would make its SLA or ladder silently unused
+        for key, table in (("sla", self.sla), ("escalation", self.escalation)):
+            out += [(f"{key}.{lv}", f"unknown level {lv!r} (use {', '.join(LEVELS)})")
+                    for lv in table if lv not in LEVELS]
         names = set(self.contacts) | set(self.groups) | set(DEFAULT_GROUPS)
         for g, members in self.groups.items():
             out += [(f"groups.{g}", f"unknown contact {m!r}") for m in members if m not in self.contacts]
@@ -500,7 +544,8 @@ def load_config(path: str | Path) -> Config:
     b = Builder(file)
     cfg = b.build(Config, node)
     if b.problems:
-        raise ConfigError(b.problems)
+        # in file order: a section's own checks run after its fields
+        raise ConfigError(sorted(b.problems, key=lambda p: p.line))
     if cfg is None:
         raise ConfigError([Problem(file, 0, "", "empty configuration")])
     return dataclasses.replace(cfg, source=str(Path(file).resolve()))

@@ -250,8 +250,9 @@ class Builder:
                 hint = _close_match(key, list(fields) + list(secret_files))
                 self.error(knode, sub, "unknown key" + (f" (did you mean {hint!r}?)" if hint else ""))
         kwargs: dict[str, Any] = {}
-        before = len(self.problems)
+        failed: set[str] = set()  # fields with a problem of their own
         for name, f in fields.items():
+            before = len(self.problems)
             sub = f"{path}.{name}" if path else name
             tp = hints[name]
             resolver = f.metadata.get("value_type")
@@ -267,20 +268,40 @@ class Builder:
                 kwargs[name] = self._secret_file(given[f"{name}_file"][1], f"{sub}_file")
             elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 self.error(node, sub, "required key is missing")
-        if len(self.problems) > before:
+            if len(self.problems) > before:
+                failed.add(name)
+        if failed:
+            # The object's own checks still run, on the defaults of the failed
+            # fields, so that every problem is reported at once; what they say
+            # about a failed field (or the whole object) is left out.
+            if any(fields[n].default is dataclasses.MISSING
+                   and fields[n].default_factory is dataclasses.MISSING for n in failed):
+                return None
+            try:
+                partial = cls(**{k: v for k, v in kwargs.items() if k not in failed})
+            except (TypeError, ValueError):
+                return None
+            self._check(partial, node, path, failed)
             return None
         try:
             obj = cls(**kwargs)
         except (TypeError, ValueError) as e:
             self.error(node, path, str(e))
             return None
-        check = getattr(obj, "check", None)
-        if callable(check):
-            for subkey, message in check():
-                sub = f"{path}.{subkey}" if path and subkey else (subkey or path)
-                knode = given.get(subkey.split(".")[0].split("[")[0], (None, node))[1] if subkey else node
-                self.error(knode, sub, message)
+        self._check(obj, node, path, set())
         return obj
+
+    def _check(self, obj: Any, node: yaml.Node | None, path: str, skip: set[str]) -> None:
+        """Record the problems of ``obj.check()`` (key paths relative to ``obj``), located."""
+        check = getattr(obj, "check", None)
+        if not callable(check):
+            return
+        for subkey, message in check():
+            first = subkey.split(".")[0].split("[")[0]
+            if skip and (not subkey or first in skip):
+                continue
+            sub = f"{path}.{subkey}" if path and subkey else (subkey or path)
+            self.error(_node_at(node, subkey), sub, message)
 
     def _scalar(self, node: yaml.Node | None, path: str) -> Any:
         if not isinstance(node, yaml.ScalarNode):
@@ -361,6 +382,25 @@ class Builder:
 
 
 _BAD = object()
+
+
+_PATH_PART_RE = re.compile(r"\[\d+\]|[^.\[\]]+")
+
+
+def _node_at(node: yaml.Node | None, subkey: str) -> yaml.Node | None:
+    """The value node a key path (``users.bob``, ``steps[1].after``) names, as deep as it exists."""
+    cur = node
+    for part in _PATH_PART_RE.findall(subkey):
+        nxt: yaml.Node | None = None
+        if isinstance(cur, yaml.MappingNode):
+            nxt = next((v for k, v in cur.value if str(k.value) == part), None)
+        elif isinstance(cur, yaml.SequenceNode) and part.startswith("["):
+            i = int(part[1:-1])
+            nxt = cur.value[i] if i < len(cur.value) else None
+        if nxt is None:
+            break
+        cur = nxt
+    return cur
 
 
 def _is_null(node: yaml.Node) -> bool:

@@ -166,3 +166,63 @@ def test_config_check_also_loads_the_rule_files_it_names(tmp_path):
     assert r.returncode == 2, r.stdout
     assert "bad.yml:5: groups[0].rules[0](X).expr: unknown function with name 'rat'" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_section_checks_run_even_when_other_keys_of_the_section_are_wrong(tmp_path: Path) -> None:
+    # one run of `config check` shows every problem: the time zone (a section
+    # check) is reported beside the bad log level (a field of the same section)
+    text = """\
+agent:
+  log_level: loud
+  timezone: Mars/Olympus
+web:
+  listen_address: nowhere
+  tls_cert_file: missing.crt
+  tls_key_file: missing.key
+  basic_auth_users:
+    alice: "$2b$10$abcdefghijklmnopqrstuu"
+    bob: plaintext
+"""
+    probs = _problems(tmp_path, text)
+    f = str(tmp_path / "c.yaml")
+    assert probs[0] == f"{f}:2: agent.log_level: must be one of debug, info, warning, error; got 'loud'"
+    assert probs[1] == f"{f}:3: agent.timezone: unknown time zone 'Mars/Olympus' (use e.g. Asia/Shanghai)"
+    assert probs[2].startswith(f"{f}:5: web.listen_address: invalid listen address 'nowhere'")
+    assert probs[3:] == [
+        f"{f}:6: web.tls_cert_file: {tmp_path / 'missing.crt'}: not found",
+        f"{f}:7: web.tls_key_file: {tmp_path / 'missing.key'}: not found",
+        # the line of bob's own entry, not of the mapping
+        f"{f}:10: web.basic_auth_users.bob: must be a bcrypt hash (htpasswd -nBC 10 '' | tr -d ':')",
+    ]
+
+
+def test_section_check_says_nothing_about_a_key_already_reported(tmp_path: Path) -> None:
+    # tls_key_file is malformed: no second, misleading "must be given together"
+    probs = _problems(tmp_path, "web:\n  tls_cert_file: /etc/hostname\n  tls_key_file: [a]\n")
+    assert probs == [f"{tmp_path / 'c.yaml'}:3: web.tls_key_file: must be a single value"]
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    # 0s would collect in a tight loop, a CPU at 100 %
+    ("schedule:\n  interval: 0s\n", "2: schedule.interval: must be at least 1s"),
+    ("schedule:\n  interval: 200ms\n", "2: schedule.interval: must be at least 1s"),
+    ("schedule:\n  timeout: 0s\n", "2: schedule.timeout: must be greater than 0"),
+])
+def test_schedule_interval_and_timeout_are_bounded(tmp_path: Path, text: str, problem: str) -> None:
+    assert _problems(tmp_path, text) == [f"{tmp_path / 'c.yaml'}:{problem}"]
+
+
+def test_unreadable_tls_files_fail_config_check_not_only_the_restart(tmp_path: Path) -> None:
+    key = tmp_path / "tls.key"
+    key.write_text("x")
+    key.chmod(0)
+    p = tmp_path / "c.yaml"
+    p.write_text(f"web:\n  tls_cert_file: nowhere/tls.crt\n  tls_key_file: {key}\n")
+    r = cli("config", "check", str(p))
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert lines[0] == f"opsagent: {p}:2: web.tls_cert_file: {tmp_path / 'nowhere/tls.crt'}: not found"
+    import os
+
+    if os.geteuid() != 0:  # root reads any file
+        assert lines[1] == f"opsagent: {p}:3: web.tls_key_file: {key}: not readable"
