@@ -141,3 +141,30 @@ def test_unwritable_location_is_a_clear_error(tmp_path: Path) -> None:
     blocker.write_text("")
     with pytest.raises(StoreError, match="cannot open state file"):
         Store(blocker / "state.db")
+
+
+def test_new_state_file_and_its_wal_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    # the state holds tickets, contacts and copies of configuration files
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        store = Store(tmp_path / "state.db")
+        with store.tx() as db:
+            db.execute("CREATE TABLE t (x)")
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
+        store.close()
+    finally:
+        os.umask(old)
+    assert modes["state.db"] == 0o600
+    assert modes["state.db-wal"] == 0o600
+
+
+def test_existing_state_file_keeps_its_mode(tmp_path: Path) -> None:
+    import stat
+
+    Store(tmp_path / "state.db").close()
+    (tmp_path / "state.db").chmod(0o640)  # e.g. opened to an operators' group on purpose
+    Store(tmp_path / "state.db").close()
+    assert stat.S_IMODE((tmp_path / "state.db").stat().st_mode) == 0o640

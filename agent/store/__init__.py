@@ -27,6 +27,7 @@ BEGIN/COMMIT.
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
 import threading
@@ -78,6 +79,20 @@ def _connect(path: str) -> sqlite3.Connection:
     return conn
 
 
+def _create_private(path: Path) -> None:
+    """Create an absent state file readable by its owner only (SQLite gives -wal and -shm its mode).
+
+    The file holds ticket texts, contacts and tracked configuration files, so
+    it must not be world-readable whatever the umask; an existing file keeps
+    the mode its owner gave it.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
+
+
 class Store:
     """One SQLite database with numbered migrations, a serialized writer and a reader."""
 
@@ -85,6 +100,7 @@ class Store:
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            _create_private(self.path)
             self._writer = _connect(str(self.path))
             mode = self._writer.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             self._writer.execute("PRAGMA synchronous = NORMAL")
