@@ -122,12 +122,15 @@ _ESCAPES = re.compile(
 _CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
-def inert(text: str, limit: int = 300) -> str:
+def inert(text: str, limit: int = 300, lines: bool = False) -> str:
     """``text`` safe to print anywhere: escape sequences and control characters shown as ``\\xNN``.
 
-    Newlines and tabs become spaces (a finding is one line); the result is
-    cut at ``limit`` characters.
+    Newlines and tabs become spaces (a finding is one line); with ``lines``
+    line breaks stay (evidence: a traceback, a diff). The result is cut at
+    ``limit`` characters.
     """
+    if lines:
+        return "\n".join(inert(line, limit) for line in text.split("\n"))[:limit]
     text = text.replace("\r\n", " ").replace("\n", " ").replace("\t", " ").replace("\r", " ")
 
     def show(m: re.Match[str]) -> str:
