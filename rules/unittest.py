@@ -170,9 +170,9 @@ class _TestGroup:
         self.external_labels = {str(k): str(v) for k, v in (spec.get("external_labels") or {}).items()}
         self.external_url = str(spec.get("external_url", "") or "")
 
-    def load(self) -> tuple[History, float]:
-        h = History(retention=1e12)
-        last = 0.0
+    def points(self) -> list[tuple[float, dict[str, str], float]]:
+        """Every input point as (time, labels, value), in time order, for loading them lazily."""
+        out: list[tuple[float, dict[str, str], float]] = []
         for j, s in enumerate(self.spec.get("input_series") or []):
             where = f"tests[{self.index}].input_series[{j}]"
             if not isinstance(s, Mapping) or "series" not in s:
@@ -185,11 +185,30 @@ class _TestGroup:
                 values = parse_values(str(s.get("values", "")))
             except TestFileError as e:
                 raise TestFileError(f"{where}.values: {e}") from None
-            for k, v in enumerate(values):
-                if v is not None:
-                    h.add_point(labels, k * self.interval, v)
-                    last = max(last, k * self.interval)
-        return h, last
+            out.extend((k * self.interval, labels, v) for k, v in enumerate(values) if v is not None)
+        out.sort(key=lambda p: p[0])  # stable: each series stays in time order
+        return out
+
+
+class _LazyHistory:
+    """The group's history, filled only up to the time asked, as promtool's LazyLoader does: a
+    rule evaluated at t sees no later samples (a negative offset finds nothing, as in a real
+    Prometheus), and expression tests see samples up to the group's last eval_time."""
+
+    def __init__(self, points: list[tuple[float, dict[str, str], float]]):
+        self.history = History(retention=1e12)
+        self._points = points
+        self._next = 0
+
+    def load_till(self, t: float) -> History:
+        """Add the points at or before ``t`` seconds; return the history."""
+        points, i = self._points, self._next
+        while i < len(points) and points[i][0] <= t + 1e-9:
+            at, labels, value = points[i]
+            self.history.add_point(labels, at, value)
+            i += 1
+        self._next = i
+        return self.history
 
 
 def _alert_errors(test: Mapping[str, Any], got_alerts: list[Any], where: str) -> list[str]:
@@ -289,8 +308,8 @@ def run_test_file(path: str | Path, options: Any = None) -> list[str]:
 
 
 def _run_group(group: _TestGroup, ruleset: Any, eval_interval: float, options: Any) -> list[str]:
-    history, _ = group.load()
-    engine = Engine(history)
+    lazy = _LazyHistory(group.points())
+    engine = Engine(lazy.history)
     spec = group.spec
     alert_tests = list(spec.get("alert_rule_test") or [])
     expr_tests = list(spec.get("promql_expr_test") or [])
@@ -314,7 +333,7 @@ def _run_group(group: _TestGroup, ruleset: Any, eval_interval: float, options: A
             ts = step * eval_interval
             if ts > max_t + 1e-9:
                 break
-            alerts = evaluator.evaluate(history, ts)
+            alerts = evaluator.evaluate(lazy.load_till(ts), ts)
             while pending and ts <= pending[0][0] < ts + eval_interval:
                 _, j = pending.pop(0)
                 errors.extend(_alert_errors(alert_tests[j], alerts, f"{where}.alert_rule_test[{j}]"))
@@ -323,6 +342,7 @@ def _run_group(group: _TestGroup, ruleset: Any, eval_interval: float, options: A
             errors.extend(_alert_errors(alert_tests[j], [], f"{where}.alert_rule_test[{j}]"))
     elif alert_tests:
         errors.append(f"    {where}: alert_rule_test needs rule_files")
+    lazy.load_till(max_t)
     for j, p in enumerate(expr_tests):
         errors.extend(_expr_errors(p, engine, f"{where}.promql_expr_test[{j}]"))
     if errors and group.name:

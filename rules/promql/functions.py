@@ -98,6 +98,25 @@ def kahan_inc(inc: float, s: float, c: float) -> tuple[float, float]:
     return t, c
 
 
+def _regression_sum(values: Sequence[float]) -> float:
+    """Sum as Prometheus' linearRegression does (Kahan), fast when the exact sum is finite.
+
+    math.fsum is exactly rounded, which equals Kahan's result in practice and runs in C; it raises
+    on ``inf - inf`` or an intermediate overflow, and Kahan turns any infinity into NaN (its
+    compensation term becomes ``inf - inf``). So a sum that is not finite is recomputed Kahan's way.
+    """
+    try:
+        s = math.fsum(values)
+    except (ValueError, OverflowError):
+        s = math.inf
+    if math.isfinite(s):
+        return s
+    total = c = 0.0
+    for v in values:
+        total, c = kahan_inc(v, total, c)
+    return total + c
+
+
 def quantile(q: float, values: list[float]) -> float:
     """Prometheus' quantile with linear interpolation; q outside [0, 1] gives -Inf/+Inf, NaN sorts first."""
     if not values:
@@ -202,7 +221,8 @@ def linear_regression(ts: Sequence[float], vs: Sequence[float], intercept_time: 
     """Least-squares slope and intercept, x in seconds relative to ``intercept_time`` (ms).
 
     Sums are exactly rounded (math.fsum, in C) where Prometheus uses Kahan summation: the same
-    results in practice, and fast enough for hundreds of series over hours of history.
+    results in practice, and fast enough for hundreds of series over hours of history; sums that
+    are not finite follow Kahan's (see ``_regression_sum``).
     """
     init_y = vs[0]
     n = len(vs)
@@ -211,10 +231,10 @@ def linear_regression(ts: Sequence[float], vs: Sequence[float], intercept_time: 
             return math.nan, math.nan
         return 0.0, init_y
     xs = [(t - intercept_time) / 1e3 for t in ts]
-    sum_x = math.fsum(xs)
-    sum_y = math.fsum(vs)
-    sum_xy = math.fsum(map(operator.mul, xs, vs))
-    sum_x2 = math.fsum(map(operator.mul, xs, xs))
+    sum_x = _regression_sum(xs)
+    sum_y = _regression_sum(vs)
+    sum_xy = _regression_sum(list(map(operator.mul, xs, vs)))
+    sum_x2 = _regression_sum(list(map(operator.mul, xs, xs)))
     cov_xy = sum_xy - sum_x * sum_y / n
     var_x = sum_x2 - sum_x * sum_x / n
     slope = go_div(cov_xy, var_x)

@@ -391,9 +391,9 @@ class _Parser:
             raise PromQLError(f"unknown function with name '{name}'", t.pos)
         args = self.arguments("function call")
         n = len(sig.args)
-        if sig.variadic:
-            if len(args) < n:
-                raise PromQLError(f'expected at least {n} argument(s) in call to "{name}", '
+        if sig.variadic:  # the last argument repeats zero or more times, as in Prometheus
+            if len(args) < n - 1:
+                raise PromQLError(f'expected at least {n - 1} argument(s) in call to "{name}", '
                                   f"got {len(args)}", t.pos)
         elif not n - sig.optional <= len(args) <= n:
             want = n if not sig.optional else f"{n - sig.optional} to {n}"
