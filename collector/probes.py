@@ -354,8 +354,13 @@ class ProcessEntry:
     cmdline: str
 
 
-def read_processes(proc: Path) -> list[ProcessEntry]:
-    """Every process under ``proc``; processes that exit while read are skipped."""
+def read_processes(proc: Path, comm: bool = True, cmdline: bool = True) -> list[ProcessEntry]:
+    """Every process under ``proc``; processes that exit while read are skipped.
+
+    ``comm=False`` / ``cmdline=False`` leave that field empty without reading its file:
+    each read is a syscall round per process per cycle, and most configurations match
+    on only one of the two.
+    """
     out: list[ProcessEntry] = []
     try:
         entries = os.listdir(proc)
@@ -367,15 +372,18 @@ def read_processes(proc: Path) -> list[ProcessEntry]:
             continue
         # plain string paths and binary reads: pathlib and text decoding doubled the cost of
         # this loop, which runs over every process each cycle
+        short = line = ""
         try:
-            with open(f"{base}/{name}/comm", "rb") as f:
-                comm = f.read().rstrip(b"\n").decode(errors="replace")
-            with open(f"{base}/{name}/cmdline", "rb") as f:
-                raw = f.read()
+            if comm:
+                with open(f"{base}/{name}/comm", "rb") as f:
+                    short = f.read().rstrip(b"\n").decode(errors="replace")
+            if cmdline:
+                with open(f"{base}/{name}/cmdline", "rb") as f:
+                    raw = f.read()
+                line = raw.rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        cmdline = raw.rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace")
-        out.append(ProcessEntry(int(name), comm, cmdline))
+        out.append(ProcessEntry(int(name), short, line))
     return out
 
 
@@ -456,7 +464,16 @@ class ProbesCollector:
         targets = list(self.config.targets)
         if not targets:
             return
-        procs = read_processes(ctx.paths.proc) if any(t.kind == "process" for t in targets) else []
+        wanted = [t for t in targets if t.kind == "process"]
+        procs = (
+            read_processes(
+                ctx.paths.proc,
+                comm=any(t.process_name for t in wanted),
+                cmdline=any(t.cmdline_regex for t in wanted),
+            )
+            if wanted
+            else []
+        )
         results: dict[str, tuple[Outcome, float]] = {}
         # one thread per probe: a queued probe would otherwise wait out a slow one
         pool = ThreadPoolExecutor(max_workers=min(64, len(targets)), thread_name_prefix="probe")

@@ -309,3 +309,19 @@ def test_exposition_of_this_areas_collectors_passes_promtool(tmp_path: Path) -> 
     r = subprocess.run(["promtool", "check", "metrics"], input=render(samples), capture_output=True,
                        text=True, timeout=60, check=False)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_process_probes_read_only_the_file_they_match_on(tmp_path: Path) -> None:
+    # /proc/<pid>/comm is not read when no probe matches on the name, nor cmdline
+    # when none matches on the command line: a process missing the other file still counts
+    proc = tmp_path / "proc"
+    (proc / "7").mkdir(parents=True)
+    (proc / "7" / "cmdline").write_bytes(b"/usr/bin/java\0-jar\0billing.jar\0")
+    (proc / "8").mkdir(parents=True)
+    (proc / "8" / "comm").write_text("nginx\n")
+    billing = ProbeTarget("billing", "process", cmdline_regex=Regex(r"billing\.jar"))
+    samples, _ctx = run(billing, paths=Paths(proc=proc))
+    assert value(samples, "opsagent_probe_processes", probe="billing") == 1
+    samples, _ctx = run(ProbeTarget("web", "process", process_name="nginx"), paths=Paths(proc=proc))
+    assert value(samples, "opsagent_probe_processes", probe="web") == 1
+    assert [p.pid for p in read_processes(proc)] == []  # both files needed when both are asked for
