@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import threading
+import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,16 +105,22 @@ def read_mounts(proc: Path) -> list[Mount]:
 
 
 WORKER_IDLE = 120.0  # seconds an idle stat worker thread waits before it exits
+# seconds every stat worker may be busy with one mount before the mounts still
+# queued get another worker: several dead NFS mounts are then waited for at
+# once, and a run costs about one stat_timeout however many of them hang
+STALL = 0.1
 
 StatFunc = Callable[[str], Any]  # os.statvfs or a test double returning the same fields
 
 
 class _StatJob:
-    __slots__ = ("abandoned", "done", "error", "path", "result")
+    __slots__ = ("abandoned", "done", "error", "mountpoint", "path", "result", "started")
 
-    def __init__(self, path: str):
+    def __init__(self, mountpoint: str, path: str):
+        self.mountpoint = mountpoint
         self.path = path
-        self.done = threading.Event()
+        self.started: float | None = None
+        self.done = False
         self.result: Any = None
         self.error: OSError | None = None
         self.abandoned = False
@@ -130,63 +137,97 @@ class FilesystemCollector:
         self.statfs = statfs
         self._mp_exclude = compile_regex(config.mount_points_exclude)
         self._fs_exclude = compile_regex(config.fs_types_exclude)
-        self._lock = threading.Lock()
+        self._cond = threading.Condition()
+        self._queue: deque[_StatJob] = deque()
+        self._idle = 0  # workers waiting for a job
+        self._busy: list[_StatJob] = []  # jobs being stat'ed right now (a hung one stays here)
         # mount point -> its pending job; cleared by the worker when the stat returns
         self._stuck: dict[str, _StatJob] = {}
-        self._jobs: queue.SimpleQueue[_StatJob] | None = None
 
-    # -- the stat worker: one thread reused across runs, abandoned when it hangs
+    # -- stat workers: reused across runs; one blocked on a hung mount is lost until it returns
 
-    def _worker(self, jobs: queue.SimpleQueue[_StatJob]) -> None:
-        while True:
-            try:
-                job = jobs.get(timeout=WORKER_IDLE)
-            except queue.Empty:
-                # idle (collector disabled or replaced by a reload): let the thread go
-                with self._lock:
-                    if jobs.empty():
-                        if self._jobs is jobs:
-                            self._jobs = None
+    def _worker(self) -> None:
+        with self._cond:
+            while True:
+                while not self._queue:
+                    # idle (collector disabled or replaced by a reload): let the thread go
+                    if not self._cond.wait(WORKER_IDLE) and not self._queue:
+                        self._idle -= 1
                         return
-                continue
-            try:
-                job.result = self.statfs(job.path)
-            except OSError as e:
-                job.error = e
-            with self._lock:
-                job.done.set()
-                if job.abandoned:
+                job = self._queue.popleft()
+                self._idle -= 1
+                job.started = time.monotonic()
+                self._busy.append(job)
+                self._cond.release()
+                try:
+                    job.result = self.statfs(job.path)
+                except OSError as e:
+                    job.error = e
+                finally:
+                    self._cond.acquire()
+                self._busy.remove(job)
+                job.done = True
+                if job.abandoned and self._stuck.get(job.mountpoint) is job:
                     # the stuck mount answered at last: stat it again next run
-                    for mp, j in list(self._stuck.items()):
-                        if j is job:
-                            del self._stuck[mp]
-                    log.info("mount point responds again", extra={"path": job.path})
-                    return  # the collector has started a new worker meanwhile
+                    del self._stuck[job.mountpoint]
+                    log.info("mount point responds again", extra={"mountpoint": job.mountpoint})
+                self._idle += 1
+                self._cond.notify_all()
 
-    def _stat(self, mountpoint: str, path: str) -> _StatJob | None:
-        """Stat ``path`` within the deadline; None (and the mount marked stuck) on timeout."""
-        job = _StatJob(path)
-        with self._lock:
-            if self._jobs is None:
-                self._jobs = queue.SimpleQueue()
-                threading.Thread(
-                    target=self._worker, args=(self._jobs,), name="filesystem-statfs", daemon=True
-                ).start()
-            self._jobs.put(job)
-        if job.done.wait(self.config.stat_timeout):
-            return job
-        with self._lock:
-            if job.done.is_set():
-                return job
-            job.abandoned = True
-            self._stuck[mountpoint] = job
-            self._jobs = None  # the old worker is blocked; later stats need a new one
-        log.warning("mount point is not responding", extra={"mountpoint": mountpoint})
-        return None
+    def _start_worker(self) -> None:
+        self._idle += 1
+        threading.Thread(target=self._worker, name="filesystem-statfs", daemon=True).start()
+
+    def _stat_all(self, todo: list[tuple[str, str]]) -> list[_StatJob]:
+        """Stat each (mount point, path), each within ``stat_timeout`` of its own start.
+
+        A job not done by then is abandoned and its mount marked stuck.
+        """
+        jobs = [_StatJob(mp, path) for mp, path in todo]
+        timeout = float(self.config.stat_timeout)
+        late: list[str] = []
+        with self._cond:
+            self._queue.extend(jobs)
+            if self._idle == 0:
+                self._start_worker()
+            self._cond.notify_all()
+            pending = jobs
+            while pending:
+                now = time.monotonic()
+                next_check = now + timeout
+                still: list[_StatJob] = []
+                for job in pending:
+                    if job.done:
+                        continue
+                    if job.started is None:
+                        next_check = min(next_check, now + STALL)
+                    elif now >= job.started + timeout:
+                        job.abandoned = True
+                        self._stuck[job.mountpoint] = job
+                        late.append(job.mountpoint)
+                        continue
+                    else:
+                        next_check = min(next_check, job.started + timeout)
+                    still.append(job)
+                pending = still
+                if not pending:
+                    break
+                if self._queue and self._idle == 0:
+                    newest = max((j.started or now for j in self._busy), default=now - STALL)
+                    if now - newest >= STALL:
+                        self._start_worker()
+                        self._cond.notify()
+                    else:
+                        next_check = min(next_check, newest + STALL)
+                self._cond.wait(max(0.0, next_check - now))
+        for mp in late:
+            log.warning("mount point is not responding", extra={"mountpoint": mp})
+        return jobs
 
     def collect(self, ctx: Context) -> Iterator[Sample]:
         root = str(ctx.paths.root).rstrip("/")
         seen: set[tuple[str, str, str]] = set()
+        mounts: list[tuple[Mount, dict[str, str]]] = []
         for m in read_mounts(ctx.paths.proc):
             if root and (m.mountpoint == root or m.mountpoint.startswith(root + "/")):
                 # the host's / bind-mounted at the root path (a container without
@@ -198,11 +239,14 @@ class FilesystemCollector:
             if key in seen:  # a mount shadowed by another on the same point: report once
                 continue
             seen.add(key)
-            labels = {"device": m.device, "fstype": m.fstype, "mountpoint": m.mountpoint}
-            with self._lock:
-                stuck = m.mountpoint in self._stuck
-            job = None if stuck else self._stat(m.mountpoint, root + m.mountpoint)
-            if job is None or job.error is not None:
+            mounts.append((m, {"device": m.device, "fstype": m.fstype, "mountpoint": m.mountpoint}))
+        with self._cond:
+            stuck = set(self._stuck)
+        todo = [(m.mountpoint, root + m.mountpoint) for m, _ in mounts if m.mountpoint not in stuck]
+        jobs = {job.mountpoint: job for job in self._stat_all(todo)}
+        for m, labels in mounts:
+            job = jobs.get(m.mountpoint)
+            if job is None or job.abandoned or job.error is not None:
                 yield DEVICE_ERROR.sample(1, labels)
                 continue
             st = job.result
@@ -214,4 +258,3 @@ class FilesystemCollector:
             yield FILES.sample(st.f_files, labels)
             yield FILES_FREE.sample(st.f_ffree, labels)
             yield READONLY.sample(1 if "ro" in m.options.split(",") else 0, labels)
-

@@ -125,3 +125,45 @@ def test_invalid_exclude_pattern_is_a_located_config_error():
     (problem,) = b.problems
     assert (problem.line, problem.path) == (2, "fs_types_exclude")
     assert "invalid regular expression '(tmpfs'" in problem.message
+
+
+def test_several_hung_mounts_are_waited_for_at_once_so_the_collector_keeps_its_deadline(tmp_path):
+    # a dead NFS server usually takes several mounts with it; stat'ed one after
+    # another they would cost 4 x stat_timeout and the whole collector (the
+    # root filesystem included) would miss its own deadline
+    from collector.runner import Job, Runner
+
+    proc = tmp_path / "proc"
+    proc.mkdir()
+    dead = ["/home", "/data", "/backup", "/srv/share"]
+    (proc / "mounts").write_text(
+        "/dev/vda / ext4 rw 0 0\n" + "".join(f"nas:/export{mp} {mp} nfs4 rw 0 0\n" for mp in dead)
+    )
+
+    class DeadServer:
+        def __init__(self) -> None:
+            self.release = threading.Event()
+
+        def __call__(self, path: str):
+            if path in dead:
+                self.release.wait(30)
+            return SimpleNamespace(f_bsize=4096, f_blocks=10, f_bfree=5, f_bavail=4, f_files=3, f_ffree=2)
+
+    stat = DeadServer()
+    c = FilesystemCollector(FilesystemConfig(stat_timeout=Duration(1)), statfs=stat)
+    job = Job("filesystem", c, None, 15, 2.5)  # the collector's deadline: 2.5 stat_timeouts
+    runner = Runner([job], lambda j: Context(config=None, paths=Paths(proc=proc, root=Path("/"))))
+    try:
+        (result,) = runner.run()
+        assert result.success, result.error
+        d = {(s.name, s.labels["mountpoint"]): s.value for s in result.samples}
+        assert d[("node_filesystem_device_error", "/")] == 0
+        assert d[("node_filesystem_size_bytes", "/")] == 40960
+        assert {mp: d[("node_filesystem_device_error", mp)] for mp in dead} == dict.fromkeys(dead, 1)
+
+        # the next run skips the stuck mounts at once
+        (result,) = runner.run()
+        assert result.success and result.duration < 0.5
+    finally:
+        stat.release.set()
+        runner.close()
