@@ -10,7 +10,8 @@ A malformed payload is answered 400 with the reason and changes nothing.
 ``GET /api/v1/tickets[?status=&level=]``, ``GET /api/v1/tickets/{id}``,
 ``POST /api/v1/tickets/{id}/ack|note|resolve|close`` (JSON body
 ``{"text": "...", "by": "..."}``): 404 for an unknown id, 409 for an
-illegal transition.
+illegal transition. They answer loopback clients, or basic-auth users when
+``web.basic_auth_users`` is set (tickets carry log lines as evidence).
 """
 
 from __future__ import annotations
@@ -125,10 +126,18 @@ class TicketApi:
         self.ignore = tuple(ignore)
 
     def routes(self) -> list[Route]:
+        """The receiver and the tickets API.
+
+        The receiver checks its own bearer token, so it is not a ``write``
+        route: Alertmanager usually runs on another host, which the exporter
+        refuses on write routes when no basic-auth users are set. The tickets
+        API, reads included (summaries, labels and evidence from logs), is
+        protected like write routes: loopback clients, or basic-auth users.
+        """
         return [
-            Route("POST", "/api/v1/alertmanager", self.alertmanager, write=True),
-            Route("GET", "/api/v1/tickets", self.list_tickets),
-            Route("GET", "/api/v1/tickets/*", self.show),
+            Route("POST", "/api/v1/alertmanager", self.alertmanager),
+            Route("GET", "/api/v1/tickets", self.list_tickets, write=True),
+            Route("GET", "/api/v1/tickets/*", self.show, write=True),
             Route("POST", "/api/v1/tickets/*", self.act, write=True),
         ]
 

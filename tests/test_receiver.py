@@ -5,7 +5,11 @@ import json
 
 import pytest
 
-from agent.receiver import PayloadError, parse_alertmanager
+from agent.exporter import Exporter
+from agent.receiver import PayloadError, TicketApi, parse_alertmanager
+from agent.store import Store
+from agent.tickets import TicketBook
+from agent.webserver import Headers, RequestHead
 from tests.daemon_harness import Agent, cli, example_config, wait_for, write_config
 from tests.ticket_peers import Receiver
 
@@ -66,6 +70,40 @@ def test_parse_maps_severity_to_level_and_times():
 def test_malformed_payload_reasons(doc, reason):
     with pytest.raises(PayloadError, match=reason.replace("[", r"\[").replace("]", r"\]")):
         parse_alertmanager(doc, 0.0)
+
+
+def answer_from(exporter, client, method, path, body=b"", headers=()):
+    """The exporter's answer to a request from ``client``.
+
+    Test servers listen on loopback only, so a request from another host is
+    put through the exporter's request handling directly."""
+    head = RequestHead(method, path, (1, 1), Headers(list(headers)), len(body))
+    return exporter._answer(head, client, lambda: body)
+
+
+def test_alertmanager_on_another_host_needs_only_the_token_tickets_api_stays_local(tmp_path):
+    store = Store(tmp_path / "state.db")
+    try:
+        book = TicketBook(store)
+        exporter = Exporter(("127.0.0.1", 0))
+        for route in TicketApi(book, TOKEN, lambda: 1e9).routes():
+            exporter.add_route(route)
+        body = json.dumps(payload()).encode()
+        bearer = [("Authorization", f"Bearer {TOKEN}")]
+        remote = "192.0.2.9"  # Alertmanager's host, without web.basic_auth_users
+        assert answer_from(exporter, remote, "POST", "/api/v1/alertmanager", body).status == 401
+        reply = answer_from(exporter, remote, "POST", "/api/v1/alertmanager", body, bearer)
+        assert reply.status == 200, reply.body
+        [t] = book.list_tickets()
+        assert t["rule"] == "DBDown"
+        # tickets carry summaries and log evidence: other hosts are refused, the local CLI/API is served
+        assert answer_from(exporter, remote, "GET", "/api/v1/tickets").status == 403
+        assert answer_from(exporter, remote, "GET", f"/api/v1/tickets/{t['id']}").status == 403
+        ack = answer_from(exporter, remote, "POST", f"/api/v1/tickets/{t['id']}/ack", b"{}", bearer)
+        assert ack.status == 403
+        assert answer_from(exporter, "127.0.0.1", "GET", "/api/v1/tickets").status == 200
+    finally:
+        store.close()
 
 
 @pytest.fixture
