@@ -594,10 +594,18 @@ def _logs(
     return out, counters
 
 
-def _security(ix: _Index, since: float, now: float, tz: dt.tzinfo | None) -> list[_Fact]:
+def _security(ix: _Index, since: float, started: float, now: float, tz: dt.tzinfo | None) -> list[_Fact]:
     out = []
     for s in ix.get("opsagent_baseline_drift"):
         area = s.labels.get("area", "")
+        recorded = ix.value("opsagent_baseline_recorded_timestamp_seconds", area=area)
+        if recorded is not None and recorded >= started:
+            # nothing was recorded before this run: comparing the run with itself proves nothing
+            finding = "no baseline recorded before this run (opsagent baseline accept records one)"
+            out.append(
+                _Fact("security", f"baseline {area}", finding, {"area": area}, s.labels, healthy=False)
+            )
+            continue
         finding = "matches the baseline" if not s.value else f"{s.value:.0f} item(s) differ from the baseline"
         out.append(
             _Fact("security", f"baseline {area}", finding, {"area": area}, s.labels, healthy=not s.value)
@@ -613,6 +621,8 @@ def _security(ix: _Index, since: float, now: float, tz: dt.tzinfo | None) -> lis
         version = ix.value("opsagent_config_file_version", path=path)
         changed = ix.value("opsagent_config_file_last_change_timestamp_seconds", path=path)
         finding = f"version {version:.0f}" if version is not None else "tracked"
+        if version == 1 and changed is not None and changed >= started:
+            finding = "first seen by this run: no earlier version to compare"
         healthy = True
         if changed is not None and version and version > 1 and changed >= since:
             finding += f", changed at {_clock(changed, tz, now)}"
@@ -624,11 +634,13 @@ def _security(ix: _Index, since: float, now: float, tz: dt.tzinfo | None) -> lis
 # ---------------------------------------------------------------- building the report
 
 
-def _alert_item(a: Alert, area: str, item: str, language: str) -> CheckItem:
+def _alert_item(a: Alert, area: str, item: str, language: str, fact: str = "") -> CheckItem:
     level = a.level or a.labels.get("level") or None
     status = "FAIL" if level in URGENT_LEVELS else "WARN"
     summary = a.annotation("summary", language).strip() or a.name
     finding = f"{level} {summary}" if level else summary
+    if fact:
+        finding += f" — {fact}"
     labels = {k: inert(v, 200) for k, v in a.labels.items()}
     return CheckItem(area, inert(item, 200), status, inert(finding), level, labels, "alert")
 
@@ -715,7 +727,7 @@ def build_report(
         *_services(ix, now),
         *_backups(ix, now),
         *log_facts,
-        *_security(ix, since, now, tz),
+        *_security(ix, since, started, now, tz),
     ]
     facts = [f for f in facts if f.area in wanted and in_scope(f.source_labels)]
 
@@ -739,7 +751,9 @@ def build_report(
     for i, f in enumerate(facts):
         hits = by_fact.get(i)
         if hits:
-            items.extend(_alert_item(a, f.area, f.item, language) for a in hits)
+            # an unhealthy fact says what was measured (the errno, the probe's reason): keep it
+            fact = f.finding if not f.healthy or f.unknown else ""
+            items.extend(_alert_item(a, f.area, f.item, language, fact) for a in hits)
         elif f.unknown:
             items.append(
                 CheckItem(

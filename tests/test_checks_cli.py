@@ -178,3 +178,40 @@ def test_bad_profile_exits_2_with_file_and_line(tmp_path: Path) -> None:
     r = cli("check", "morning", "-c", str(path))
     assert r.returncode == 2
     assert "bad.yaml:4" in r.stderr and "unknown area 'disks'" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_first_check_says_no_baseline_yet_and_findings_keep_the_reason(tmp_path: Path) -> None:
+    root = make_tree(tmp_path)
+    (root / "etc").mkdir()
+    (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    (root / "etc" / "group").write_text("root:x:0:\n")
+    (root / "var" / "log" / "dir.log").mkdir()  # a directory where a log should be: cannot be read
+    collectors: dict[str, Any] = {name: {"enabled": False} for name in discover()}
+    collectors.update({
+        "baseline": {"enabled": True, "areas": ["accounts", "groups"]},
+        "logs": {"enabled": True, "files": [{"paths": ["/var/log/dir.log"]}]},
+    })
+    cfg = {"agent": {"instance": "testhost", "timezone": "UTC", "language": "en",
+                     "state_file": str(tmp_path / "state.db")},
+           "checks": {"sample_gap": "0s"}, "collectors": collectors}
+    config = tmp_path / "opsagent.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    paths = ("--path.procfs", str(root / "proc"), "--path.rootfs", str(root))
+
+    def items() -> dict[str, dict[str, Any]]:
+        r = cli("check", "morning", "-c", str(config), "--json", *paths)
+        assert r.returncode == 0, r.stderr
+        return {i["item"]: i for i in json.loads(r.stdout)["items"]}
+
+    got = items()
+    # nothing recorded yet: the run cannot claim the host matches a baseline
+    accounts = got["baseline accounts"]
+    assert accounts["status"] == "WARN" and "no baseline recorded" in accounts["finding"]
+    # the alert's line keeps why the log cannot be read
+    log = got["log /var/log/dir.log"]
+    assert log["source"] == "alert" and log["level"] == "P3" and "not a regular file" in log["finding"]
+    r = cli("baseline", "accept", "-c", str(config), "--root", str(root), "--proc", str(root / "proc"))
+    assert r.returncode == 0, r.stderr
+    got = items()
+    assert (got["baseline accounts"]["status"], got["baseline accounts"]["finding"]) == (
+        "OK", "matches the baseline")
