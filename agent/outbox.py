@@ -26,6 +26,7 @@ import random
 import sqlite3
 import threading
 import time
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -245,7 +246,8 @@ class Outbox:
         except DeliveryError as e:
             self._failed(r, self.scrub(e.reason), e.retry, now)
         except Exception as e:  # a notifier bug must not stop the worker; the entry is kept
-            log.exception("notifier %s failed", notifier.name)
+            # the traceback is scrubbed: exception texts may quote a robot URL and its token
+            log.error("notifier %s failed: %s", notifier.name, self.scrub(traceback.format_exc()))
             self._failed(r, self.scrub(f"internal error: {type(e).__name__}"), True, now)
         else:
             with self.store.tx() as db:

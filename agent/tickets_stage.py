@@ -54,7 +54,28 @@ def secrets_of(section: Any) -> list[str]:
         for s in (n.url, n.secret, n.password):
             if s:
                 out.append(s.reveal())
+        if n.url:
+            out += url_secrets(n.url.reveal())
     return [s for s in out if len(s) >= 4]
+
+
+def url_secrets(url: str) -> list[str]:
+    """The parts of a robot URL that carry its token, as error texts quote them.
+
+    ``http.client`` names only the request target (``/robot/send?access_token=...``)
+    in its errors, so scrubbing the whole URL is not enough: the target, the
+    query, each query value and the last path segment (Feishu's hook id) go too.
+    """
+    from urllib.parse import parse_qsl, urlsplit
+
+    try:
+        u = urlsplit(url)
+    except ValueError:
+        return []
+    target = u.path + (f"?{u.query}" if u.query else "")
+    parts = [target, u.query, u.path.rsplit("/", 1)[-1]]
+    parts += [v for _, v in parse_qsl(u.query, keep_blank_values=False)]
+    return [p for p in parts if p]
 
 
 def scrubber(secrets: Iterable[str]) -> Callable[[str], str]:

@@ -127,6 +127,13 @@ def test_http_failures_are_classified(receiver_factory, status, retry):
     assert e.value.retry is retry
 
 
+def test_a_url_python_refuses_is_a_dead_letter_that_does_not_quote_it():
+    notifier = build_notifier("wh", cfg("webhook", url=Secret("http://127.0.0.1:9/hook?token=S3CRET x")))
+    with pytest.raises(DeliveryError) as e:
+        notifier.send(MSG, "x")
+    assert not e.value.retry and "invalid URL" in e.value.reason and "S3CRET" not in e.value.reason
+
+
 def test_connection_refused_and_timeout_are_retried(receiver_factory):
     s = socket.socket()
     s.bind(("127.0.0.1", 0))

@@ -202,3 +202,30 @@ def test_sigkill_while_delivering_then_restart_loses_nothing_doubles_nothing(tmp
     assert r.duplicates <= 1  # at most the one in flight at the kill was re-sent, and deduplicated
     assert len(r.requests) == n + r.duplicates
     assert all(json.dumps(b) for b in r.accepted.values())
+
+
+class QuotingNotifier:
+    """A notifier whose failure quotes its request target, as http.client's errors do."""
+
+    name, kind, rate_limit, rate_window, digest_items = "ding", "dingtalk", 0, 60.0, 20
+
+    def send(self, message, key):
+        import http.client
+
+        target = "/robot/send?access_token=TOK3N-x y"
+        raise http.client.InvalidURL(f"URL can't contain control characters. {target!r}")
+
+
+def test_an_unexpected_notifier_error_is_logged_without_the_robot_token(store, caplog):
+    from agent.tickets_stage import scrubber, url_secrets
+
+    url = "https://oapi.dingtalk.com/robot/send?access_token=TOK3N-x y"
+    TicketBook(store, TicketPolicy(routes=(route("ding"),))).apply([ev()], T0)
+    box = Outbox(store, {"ding": QuotingNotifier()}, scrub=scrubber(url_secrets(url)))
+    with caplog.at_level("ERROR", logger="opsagent.outbox"):
+        box.run_once(T0)
+    assert "notifier ding failed" in caplog.text and "InvalidURL" in caplog.text
+    assert "TOK3N" not in caplog.text
+    with store.read() as db:
+        [e] = list_entries(db)
+    assert e.status == "pending" and e.attempts == 1  # kept for the next attempt

@@ -56,6 +56,8 @@ def test_bad_values_are_located(tmp_path):
                 P1: {respond: soon}
               notifiers:
                 ding: {type: dingtalk}
+                hook: {type: webhook, url: "https://example.com/hook?token=S3CRET x"}
+                bare: {type: webhook, url: "https:///hook?token=S3CRET"}
                 mail: {type: email, host: smtp.example.com, sender: "ops@", password: "${NO_SUCH_VAR_X}"}
               maintenance:
                 - {name: nightly, hours: "25:00-02:00"}
@@ -68,8 +70,11 @@ def test_bad_values_are_located(tmp_path):
         "tickets.notifiers.ding.url: a dingtalk notifier needs url",
         "tickets.notifiers.mail.password: environment variable NO_SUCH_VAR_X is not set",
         "tickets.maintenance[0]: time out of range",
+        "tickets.notifiers.hook.url: must not contain spaces",
+        "tickets.notifiers.bare.url: has no valid host name",
     ]:
         assert needle in text, (needle, text)
+    assert "S3CRET" not in text
 
 
 def test_unknown_names_in_groups_and_ladder(tmp_path):
@@ -82,10 +87,15 @@ def test_unknown_names_in_groups_and_ladder(tmp_path):
               groups: {oncall: [li, wang]}
               escalation:
                 P1: [{after: 10m, notify: [nobody]}]
-              sla: {P2: {calendar: office}}
+              sla: {P2: {calendar: office}, p1: {respond: 10m}}
+              notifiers:
+                hook: {type: webhook, url: "https://example.com/hook", levels: [P1, p2]}
         """,
         )
     text = str(e.value)
+    assert "tickets.sla.p1: unknown level 'p1' (use P1, P2, P3, P4)" in text
+    assert "tickets.escalation.P1[0]" in text
+    assert "tickets.notifiers.hook.levels: unknown level 'p2'" in text
     assert "tickets.groups.oncall: unknown contact 'wang'" in text
     assert "tickets.escalation.P1[0].notify: unknown contact or group 'nobody'" in text
     assert "tickets.sla.P2.calendar: unknown calendar 'office'" in text

@@ -7,6 +7,7 @@ reply carries its error code.
 
 from __future__ import annotations
 
+import http.client
 import json
 import time
 import urllib.error
@@ -49,6 +50,10 @@ def post_json(
         raise DeliveryError(f"connection failed: {reason}", retry=True) from None
     except (ConnectionError, OSError) as e:
         raise DeliveryError(f"connection failed: {e.strerror or type(e).__name__}", retry=True) from None
+    except (ValueError, http.client.InvalidURL):  # their texts quote the URL: never repeat it
+        raise DeliveryError("invalid URL (check the notifier's url)", retry=False) from None
+    except http.client.HTTPException as e:  # a garbled or cut reply: the receiver may recover
+        raise DeliveryError(f"bad HTTP reply: {type(e).__name__}", retry=True) from None
     try:
         return json.loads(raw) if raw else None
     except ValueError:
