@@ -442,12 +442,23 @@ class _FileParser:
         from rules import promql
 
         try:
-            return promql.parse(text)
+            parsed = promql.parse(text)
         except promql.PromQLError as e:
             pos = int(getattr(e, "pos", 0) or 0)
             message = str(e.args[0]) if e.args else str(e)
             self.error(node, path, f"{message} near \"{snippet(text, pos)}\"", line=_line_at(node, text, pos))
             return None
+        if parsed.type not in ("vector", "scalar"):
+            # Prometheus loads such a rule and then fails every evaluation ("rule result is not
+            # a vector or scalar"); refusing it here tells the author at once.
+            from rules.promql.parser import type_name
+
+            matrix = parsed.type == "matrix"
+            hint = " (wrap the range selector in a function, e.g. rate(x[5m]))" if matrix else ""
+            self.error(node, path, f"the expression returns a {type_name(parsed.type)}; a rule needs an "
+                                   f"instant vector or a scalar{hint}")
+            return None
+        return parsed
 
     def _templates(
         self, values: Mapping[str, str], entry: tuple[yaml.Node, yaml.Node] | None, path: str

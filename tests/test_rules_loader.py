@@ -70,6 +70,29 @@ groups:
     assert ":11: groups[0].rules[2](C).expr: " in out[2] and "regular expression" in out[2]
 
 
+def test_an_expression_that_cannot_make_alerts_is_refused_at_load(tmp_path):
+    # Prometheus loads these and then fails every evaluation; here the author learns at once.
+    out = problems("""\
+groups:
+  - name: g
+    rules:
+      - alert: Range
+        expr: node_cpu_seconds_total[5m]
+      - record: text
+        expr: '"hello"'
+      - alert: Fine
+        expr: vector(1)
+        recover: x[5m]
+""", tmp_path)
+    assert out[0].startswith(f"{tmp_path}/r.yml:5: groups[0].rules[0](Range).expr: the expression returns "
+                             "a range vector; a rule needs an instant vector or a scalar")
+    assert "rate(x[5m])" in out[0]
+    assert out[1].startswith(f"{tmp_path}/r.yml:7: groups[0].rules[1](text).expr: the expression returns "
+                             "a string")
+    assert out[2].startswith(f"{tmp_path}/r.yml:10: groups[0].rules[2](Fine).recover: ")
+    assert len(out) == 3
+
+
 def test_all_problems_at_once_with_keys(tmp_path):
     out = problems("""\
 groups:
