@@ -85,3 +85,36 @@ def test_promtool_passes_the_pack_tests_on_the_export(test_file, tmp_path):
     copy.write_text(yaml.safe_dump(doc, allow_unicode=True))
     r = subprocess.run(["promtool", "test", "rules", str(copy)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_interface_down_alarms_on_a_lost_link_not_on_an_unused_port(tmp_path):
+    # The real netdev collector on a sysfs tree: eth1 is enabled and lost its carrier, ifb0 was
+    # never brought up (the kernel refuses to read its carrier, so the file is absent here).
+    from collector.netdev import NetdevCollector, NetdevConfig
+    from collector.registry import Context, Paths
+    from rules.evaluator import RuleEvaluator
+    from rules.history import History
+
+    head = (ROOT / "tests/fixtures/host/proc/net/dev").read_text().splitlines()[:2]
+    zeros = " ".join(["0"] * 16)
+    (tmp_path / "proc/net").mkdir(parents=True)
+    (tmp_path / "proc/net/dev").write_text(
+        "\n".join(head + [f"  {d}: {zeros}" for d in ("eth0", "eth1", "ifb0")]) + "\n")
+    for dev, state, carrier in (("eth0", "up", "1"), ("eth1", "down", "0"), ("ifb0", "down", None)):
+        d = tmp_path / "sys/class/net" / dev
+        d.mkdir(parents=True)
+        (d / "operstate").write_text(state + "\n")
+        if carrier is not None:
+            (d / "carrier").write_text(carrier + "\n")
+    paths = Paths(proc=tmp_path / "proc", sys=tmp_path / "sys", root=tmp_path, run=tmp_path / "run")
+    collector = NetdevCollector(NetdevConfig())
+    history = History()
+    evaluator = RuleEvaluator(load_files([ROOT / "rules/packs/network.yml"]))
+    alerts = []
+    for step in range(13):  # 3 minutes at 15 s: past the rule's for: 2m
+        now = 1_700_000_000.0 + 15 * step
+        samples = list(collector.collect(Context(config=None, paths=paths, clock=lambda t=now: t)))
+        history.append(samples, ts=now, source="netdev", target_labels={"instance": "h1"})
+        alerts = evaluator.evaluate(history, now)
+    firing = {(a.name, a.labels["device"]) for a in alerts if a.state == "firing"}
+    assert firing == {("NetworkInterfaceDown", "eth1")}
