@@ -50,6 +50,8 @@ def test_oom_kill_in_a_log_fires_a_p2_with_file_and_pattern(tmp_path: Path) -> N
     summary = alerts["LogCriticalMessage"][2]["summary"]
     assert str(log) in summary and "oom_killer" in summary
     assert "oom_killer" in alerts["LogCriticalMessage"][2]["summary_zh"]
+    # increase() extrapolates (1.055...): the text counts whole records
+    assert alerts["LogErrorMessage"][2]["description"].startswith("1 record(s) matching pattern error")
 
 
 def test_unreadable_log_fires_after_ten_minutes(tmp_path: Path) -> None:
