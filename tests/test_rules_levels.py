@@ -70,3 +70,12 @@ def test_fingerprint_ignores_the_level_so_a_worse_level_is_the_same_ticket():
     assert p3.fingerprint == p2.fingerprint == fingerprint(base)
     other = Alert("Disk", {**base, "instance": "b"}, "P3", 0.91, "firing")
     assert other.fingerprint != p3.fingerprint
+
+
+def test_fingerprint_is_alertmanagers():
+    # the reference vectors of prometheus/common model (TestMetricToFingerprint): a ticket opened
+    # from a local rule and one from an Alertmanager webhook for the same labels must coincide
+    assert int(fingerprint({}), 16) == 14695981039346656037
+    labels = {"name": "garland, briggs", "fear": "love is not enough"}
+    assert int(fingerprint(labels), 16) == 5799056148416392346
+    assert fingerprint(labels) == "507a62d79ee76c9a"  # as Alertmanager prints it (%016x)
