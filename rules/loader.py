@@ -9,6 +9,7 @@ offending part of the expression.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -190,6 +191,7 @@ def load_files(paths: Sequence[str | Path], options: RulesOptions | None = None)
     options = options or RulesOptions()
     problems: list[Problem] = []
     groups: list[RuleGroup] = []
+    references: list[tuple[str, Problem]] = []
     for path in paths:
         try:
             node, file = read_document(path)
@@ -199,6 +201,9 @@ def load_files(paths: Sequence[str | Path], options: RulesOptions | None = None)
         p = _FileParser(file, options)
         groups.extend(p.parse(node))
         problems.extend(p.problems)
+        references.extend(p.references)
+    if not problems:
+        problems = _unknown_references(references, groups, paths)
     if problems:
         raise ConfigError(problems)
     kept = []
@@ -208,6 +213,33 @@ def load_files(paths: Sequence[str | Path], options: RulesOptions | None = None)
         rules = tuple(r for r in g.rules if r.name not in options.disabled)
         kept.append(RuleGroup(g.name, g.file, rules, g.interval, g.limit))
     return RuleSet(tuple(kept), tuple(str(p) for p in paths))
+
+
+def _unknown_references(
+    references: Sequence[tuple[str, Problem]], groups: Sequence[RuleGroup], paths: Sequence[str | Path]
+) -> list[Problem]:
+    """Problems for alert names in ``inhibits``/``depends_on`` that no rule has: a typo there would
+    silently stop inhibition. Names of the default packs count as known, so a site file may name
+    TargetDown even when it is checked alone or a pack is disabled."""
+    known = {r.name for g in groups for r in g.rules if isinstance(r, AlertingRule)}
+    missing = [(name, where) for name, where in references if name not in known]
+    if not missing:
+        return []
+    packs = [p for p in pack_paths() if str(p) not in {str(x) for x in paths}]
+    if packs:
+        try:
+            known |= {r.name for r in load_files(packs).alerting_rules}
+        except ConfigError:
+            pass  # a broken pack is reported where it is loaded
+    out = []
+    for name, where in missing:
+        if name in known:
+            continue
+        hint = _close(name, known)
+        out.append(dataclasses.replace(where, message=f"no alerting rule is named {name!r} "
+                                       f"(in these files or the default packs)"
+                                       + (f"; did you mean {hint!r}?" if hint else "")))
+    return out
 
 
 def parse_rules(text: str, file: str = "<rules>", options: RulesOptions | None = None) -> RuleSet:
@@ -235,6 +267,9 @@ class _FileParser:
         self.file = file
         self.options = options
         self.problems: list[Problem] = []
+        # alert names used by inhibits/depends_on, with where they are written; checked once
+        # every file is loaded
+        self.references: list[tuple[str, Problem]] = []
 
     def error(self, node: yaml.Node | None, path: str, message: str, line: int = 0) -> None:
         self.problems.append(Problem(self.file, line or line_of(node), path, message))
@@ -534,12 +569,17 @@ class _FileParser:
                 self.error(item, _join(ipath, names_key), "required key is missing")
                 continue
             if parent_side:
-                children = self._name_list(m["alerts"][1], _join(ipath, "alerts"), allow_star=True)
+                names_node = m["alerts"][1]
+                children = self._name_list(names_node, _join(ipath, "alerts"), allow_star=True)
                 out.append(Relation(alert, children, equal))
+                where = Problem(self.file, line_of(names_node), _join(ipath, "alerts"), "")
+                self.references.extend((c, where) for c in children if c != "*")
             else:
                 parent = self._string(m["alert"][1], _join(ipath, "alert"))
                 if parent:
                     out.append(Relation(parent, (alert,), equal))
+                    where = Problem(self.file, line_of(m["alert"][1]), _join(ipath, "alert"), "")
+                    self.references.append((parent, where))
         return out
 
     def _name_list(self, node: yaml.Node, path: str, allow_star: bool = False) -> tuple[str, ...]:

@@ -176,3 +176,29 @@ def test_annotations_by_language_fall_back_to_english():
                             "runbook_url": "http://x"})
     assert by["en"] == {"summary": "Disk full", "solution": "Clean up", "runbook_url": "http://x"}
     assert by["zh-CN"] == {"summary": "磁盘已满", "solution": "Clean up", "runbook_url": "http://x"}
+
+
+def test_inhibition_naming_an_unknown_alert_is_refused_with_a_suggestion(tmp_path):
+    # a typo in depends_on/inhibits would silently stop inhibition: one outage, many tickets
+    out = problems("""\
+groups:
+  - name: site
+    rules:
+      - alert: ServiceDown
+        expr: probe_success == 0
+        depends_on:
+          - {alert: TargetDown, equal: [instance]}
+          - {alert: TargetDwn, equal: [instance]}
+      - alert: Parent
+        expr: up == 0
+        inhibits:
+          - alerts: ["*", ServiceDown, ServiceDwn]
+            equal: [instance]
+""", tmp_path)
+    # TargetDown is a default pack's alert: known even when this file is loaded alone
+    assert out == [
+        f"{tmp_path}/r.yml:8: groups[0].rules[0](ServiceDown).depends_on[1].alert: no alerting rule is named "
+        "'TargetDwn' (in these files or the default packs); did you mean 'TargetDown'?",
+        f"{tmp_path}/r.yml:12: groups[0].rules[1](Parent).inhibits[0].alerts: no alerting rule is named "
+        "'ServiceDwn' (in these files or the default packs); did you mean 'ServiceDown'?",
+    ]
