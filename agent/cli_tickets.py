@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import json
 import sys
 import time
@@ -22,6 +23,7 @@ from agent.errors import UserError
 
 DEFAULT_CONFIG = Path("/etc/opsagent/config.yaml")
 STATUSES = ("open", "acknowledged", "recovered", "resolved", "closed")
+LEVELS = ("P1", "P2", "P3", "P4")  # rules.model.LEVELS, not imported: the parser is built at every start
 
 
 def add_parsers(sub: Any) -> None:
@@ -38,7 +40,7 @@ def add_parsers(sub: Any) -> None:
     tsub.required = True
     c = tsub.add_parser("list", parents=[common], help="list tickets, newest first")
     c.add_argument("--status", action="append", choices=STATUSES, help="only this status (repeatable)")
-    c.add_argument("--level", action="append", help="only this level, e.g. P1 (repeatable)")
+    c.add_argument("--level", action="append", choices=LEVELS, help="only this level (repeatable)")
     c.add_argument("--json", action="store_true", help="JSON output")
     c.set_defaults(func=cmd_list)
     c = tsub.add_parser("show", parents=[common], help="one ticket with its journal")
@@ -92,20 +94,23 @@ def _print_json(obj: Any) -> int:
     return 0
 
 
-def _when(ts: float | None) -> str:
-    return "-" if ts is None else dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
+def _when(book: Any, ts: float | None) -> str:
+    """``ts`` in the agent's time zone (``agent.timezone``), as notifications show it,
+    whatever the zone of the shell running the command."""
+    return "-" if ts is None else dt.datetime.fromtimestamp(ts, book.policy.tz).strftime("%Y-%m-%d %H:%M")
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     with _book(args) as (_, book):
         rows = book.list_tickets(args.status or (), args.level or ())
+    when = functools.partial(_when, book)
     if args.json:
         return _print_json(rows)
     print(f"{'ID':>5}  {'LEVEL':5}  {'STATUS':12}  {'OPENED':16}  {'RESPOND BY':16}  {'N':>4}  SUMMARY")
     for t in rows:
         print(
-            f"{t['id']:>5}  {t['level']:5}  {t['status']:12}  {_when(t['opened_at']):16}  "
-            f"{_when(t['respond_due']):16}  {t['occurrences']:>4}  {t['summary']}"
+            f"{t['id']:>5}  {t['level']:5}  {t['status']:12}  {when(t['opened_at']):16}  "
+            f"{when(t['respond_due']):16}  {t['occurrences']:>4}  {t['summary']}"
         )
     return 0
 
@@ -113,6 +118,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     with _book(args) as (_, book):
         t = book.get(args.id)
+    when = functools.partial(_when, book)
     if args.json:
         return _print_json(t)
     print(f"Ticket #{t['id']}  {t['level']}  {t['status']}  {t['summary']}")
@@ -128,14 +134,14 @@ def cmd_show(args: argparse.Namespace) -> int:
         "restore_due",
         "resolve_due",
     ):
-        print(f"  {k}: {_when(t[k])}")
+        print(f"  {k}: {when(t[k])}")
     print("  labels: " + ", ".join(f"{k}={v}" for k, v in sorted(t["labels"].items())))
     for k in ("description", "solution", "evidence"):
         if t[k]:
             print(f"  {k}: {t[k]}")
     print("Journal:")
     for j in t["journal"]:
-        print(f"  {_when(j['at'])}  {j['who']:10}  {j['kind']:13}  {j['text']}")
+        print(f"  {when(j['at'])}  {j['who']:10}  {j['kind']:13}  {j['text']}")
     return 0
 
 
@@ -160,8 +166,9 @@ def cmd_action(args: argparse.Namespace) -> int:
 def cmd_outbox(args: argparse.Namespace) -> int:
     from agent.outbox import list_entries
 
-    with _book(args) as (store, _), store.read() as db:
+    with _book(args) as (store, book), store.read() as db:
         entries = list_entries(db)
+    when = functools.partial(_when, book)
     if args.json:
         return _print_json([e.__dict__ for e in entries])
     print(
@@ -171,7 +178,7 @@ def cmd_outbox(args: argparse.Namespace) -> int:
     for e in entries:
         print(
             f"{e.id:>6}  {e.status:8}  {e.channel:12}  {e.ticket_id or '-':>6}  {e.attempts:>5}  "
-            f"{_when(e.next_at) if e.status == 'pending' else '-':16}  {e.title}"
+            f"{when(e.next_at) if e.status == 'pending' else '-':16}  {e.title}"
             + (f"  [{e.last_error}]" if e.last_error else "")
         )
     return 0
