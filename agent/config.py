@@ -531,6 +531,20 @@ class Config:
     )
     source: str = field(default="", metadata={"internal": True})
 
+    def check(self) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
+        for name, section in self.collectors.items():
+            interval = getattr(section, "interval", None)
+            if interval and interval < MIN_INTERVAL:  # 0s means schedule.interval
+                out.append((f"collectors.{name}.interval", f"must be at least {MIN_INTERVAL:g}s"))
+            timeout = getattr(section, "timeout", None) or self.schedule.timeout
+            stat_timeout = getattr(section, "stat_timeout", None)
+            if stat_timeout is not None and stat_timeout >= timeout:
+                out.append((f"collectors.{name}.stat_timeout",
+                            f"must be shorter than the collector's timeout ({timeout:g}s),"
+                            " or one hung mount fails the whole collector"))
+        return out
+
     def collector_section(self, name: str) -> Any:
         """The validated section of a collector (its defaults when absent)."""
         if name in self.collectors and self.collectors[name] is not None:

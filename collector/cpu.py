@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from collector.model import Sample, counter
 from collector.procfs import USER_HZ, read_proc_stat
 from collector.registry import Context, register
+from collector.schema import Duration
 
 SECONDS = counter("node_cpu_seconds_total", "Seconds the CPUs spent in each mode.")
 GUEST = counter("node_cpu_guest_seconds_total", "Seconds the CPUs spent in guests (VMs) for each mode.")
@@ -23,6 +24,9 @@ class CpuConfig:
     """Options of the cpu collector."""
 
     enabled: bool | None = None
+    # own collection interval and deadline; unset: schedule.interval and schedule.timeout
+    interval: Duration | None = None
+    timeout: Duration | None = None
     # also report node_cpu_guest_seconds_total (node_exporter's --collector.cpu.guest)
     guest: bool = True
 

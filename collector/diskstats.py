@@ -10,7 +10,7 @@ from typing import NamedTuple
 from collector.model import Desc, Sample, counter, gauge
 from collector.procfs import read_text
 from collector.registry import CollectorFailure, Context, register
-from collector.schema import Regex, compile_regex
+from collector.schema import Duration, Regex, compile_regex
 
 # node_exporter 1.5's --collector.diskstats.device-exclude: partitions and
 # RAM/loop/floppy devices, whose I/O is already counted on the whole disk.
@@ -94,6 +94,9 @@ class DiskstatsConfig:
     """Options of the diskstats collector."""
 
     enabled: bool | None = None
+    # own collection interval and deadline; unset: schedule.interval and schedule.timeout
+    interval: Duration | None = None
+    timeout: Duration | None = None
     # devices not reported (RE2); the default skips partitions, RAM and loop devices
     device_exclude: Regex = DEFAULT_DEVICE_EXCLUDE
     # if set, only devices matching it are reported (and device_exclude still applies)

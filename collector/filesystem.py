@@ -53,6 +53,9 @@ class FilesystemConfig:
     """Options of the filesystem collector."""
 
     enabled: bool | None = None
+    # own collection interval and deadline; unset: schedule.interval and schedule.timeout
+    interval: Duration | None = None
+    timeout: Duration | None = None
     # mount points not reported (RE2; matched anywhere, anchor it yourself)
     mount_points_exclude: Regex = DEFAULT_MOUNT_POINTS_EXCLUDE
     # filesystem types not reported (RE2)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from collector.model import Desc, Sample, counter, gauge
 from collector.procfs import read_attr, read_text
 from collector.registry import CollectorFailure, Context, register
-from collector.schema import Regex, compile_regex
+from collector.schema import Duration, Regex, compile_regex
 
 # Column order of /proc/net/dev after "iface:".
 FIELDS = (
@@ -62,6 +62,9 @@ class NetdevConfig:
     """Options of the netdev collector."""
 
     enabled: bool | None = None
+    # own collection interval and deadline; unset: schedule.interval and schedule.timeout
+    interval: Duration | None = None
+    timeout: Duration | None = None
     # interfaces not reported (RE2), e.g. "^(lo|veth.*)$"; default: none excluded
     device_exclude: Regex | None = None
     # if set, only interfaces matching it are reported

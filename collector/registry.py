@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from collector.model import Evidence, Sample
+from collector.schema import Duration
 
 
 class NoData(Exception):
@@ -96,9 +97,12 @@ class Registration:
 
 @dataclass(frozen=True)
 class EmptyConfig:
-    """A collector with no options besides ``enabled``."""
+    """A collector with no options besides ``enabled``, ``interval`` and ``timeout``."""
 
     enabled: bool | None = None
+    # own collection interval and deadline; unset: schedule.interval and schedule.timeout
+    interval: Duration | None = None
+    timeout: Duration | None = None
 
 
 _REGISTRY: dict[str, Registration] = {}

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from collector.model import Sample, counter, gauge
 from collector.procfs import read_proc_stat
 from collector.registry import CollectorFailure, Context, register
+from collector.schema import Duration
 
 BOOT_TIME = gauge("node_boot_time_seconds", "Node boot time, in unixtime.")
 CONTEXT_SWITCHES = counter("node_context_switches_total", "Total number of context switches.")
@@ -28,6 +29,9 @@ class StatConfig:
     """Options of the stat collector."""
 
     enabled: bool | None = None
+    # own collection interval and deadline; unset: schedule.interval and schedule.timeout
+    interval: Duration | None = None
+    timeout: Duration | None = None
     # also report node_softirqs_total{vector} (node_exporter's --collector.stat.softirq)
     softirq: bool = False
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from collector.model import Desc, Sample, declare
 from collector.procfs import read_text
 from collector.registry import CollectorFailure, Context, register
-from collector.schema import Regex, compile_regex
+from collector.schema import Duration, Regex, compile_regex
 
 # node_exporter's default for --collector.vmstat.fields
 DEFAULT_FIELDS = Regex(r"^(oom_kill|pgpg|pswp|pg.*fault).*")
@@ -56,6 +56,9 @@ class VmstatConfig:
     """Options of the vmstat collector."""
 
     enabled: bool | None = None
+    # own collection interval and deadline; unset: schedule.interval and schedule.timeout
+    interval: Duration | None = None
+    timeout: Duration | None = None
     # /proc/vmstat fields to export (RE2, searched in the field name); node_exporter's default
     fields: Regex = DEFAULT_FIELDS
 

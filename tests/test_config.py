@@ -226,3 +226,25 @@ def test_unreadable_tls_files_fail_config_check_not_only_the_restart(tmp_path: P
 
     if os.geteuid() != 0:  # root reads any file
         assert lines[1] == f"opsagent: {p}:3: web.tls_key_file: {key}: not readable"
+
+
+def test_every_collector_section_may_set_its_own_interval_and_timeout(tmp_path: Path) -> None:
+    from agent.cycle import build_jobs
+
+    p = tmp_path / "c.yaml"
+    p.write_text("collectors:\n  hwmon: {interval: 1m, timeout: 3s}\n  cpu: {interval: 0s}\n")
+    jobs = {j.name: j for j in build_jobs(load_config(p))}
+    assert (jobs["hwmon"].interval, jobs["hwmon"].timeout) == (60, 3)
+    assert (jobs["cpu"].interval, jobs["cpu"].timeout) == (15, 10)  # 0s: the schedule's
+
+
+def test_collector_interval_and_stat_timeout_are_checked_against_the_schedule(tmp_path: Path) -> None:
+    text = "collectors:\n  cpu:\n    interval: 100ms\n  filesystem:\n    stat_timeout: 10s\n"
+    f = tmp_path / "c.yaml"
+    assert _problems(tmp_path, text) == [
+        f"{f}:3: collectors.cpu.interval: must be at least 1s",
+        f"{f}:5: collectors.filesystem.stat_timeout: must be shorter than the collector's timeout (10s),"
+        " or one hung mount fails the whole collector",
+    ]
+    f.write_text("collectors:\n  filesystem: {stat_timeout: 10s, timeout: 30s}\n")
+    assert load_config(f).collector_section("filesystem").stat_timeout == 10
