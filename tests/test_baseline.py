@@ -211,3 +211,21 @@ def test_default_rules_new_uid0_is_p2_and_silences_the_accounts_drift(tmp_path: 
     assert [a.level for a in alerts["BaselineNewUid0Account"]] == ["P2"]
     # the accounts drift is the same finding (inhibited); the sshd drift is its own P3
     assert {a.labels["area"]: a.level for a in alerts["BaselineDrift"]} == {"sshd": "P3"}
+
+
+def test_default_rules_new_setuid_file_is_p2_and_silences_the_setuid_drift(tmp_path: Path) -> None:
+    from rule_harness import firing
+
+    paths = make_root(tmp_path)
+    kv = MemoryKeyValue()
+    collect(paths, kv, 1.0)
+    evil = paths.root / "usr/bin/helper"
+    evil.write_text("#!/bin/sh\n")
+    os.chmod(evil, 0o4755)  # a new setuid-root file: a classic way to keep root
+    (paths.root / "etc/cron.d").mkdir()
+    (paths.root / "etc/cron.d/job").write_text("0 1 * * * root /usr/local/bin/backup\n")
+    samples, _ = collect(paths, kv, 2.0)
+    alerts = firing("baseline.yml", [samples], 1000.0)
+    assert [a.level for a in alerts["BaselineNewSetuidFile"]] == ["P2"]
+    # the setuid drift is the same finding (inhibited); the crontab drift is its own P3
+    assert {a.labels["area"]: a.level for a in alerts["BaselineDrift"]} == {"crontabs": "P3"}

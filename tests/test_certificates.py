@@ -76,3 +76,19 @@ def test_standard_library_fallback_decodes_the_same(tmp_path: Path) -> None:
     fallback = _decode_with_ssl(der)
     assert fallback.not_after == info.not_after
     assert "fallback.example" in fallback.subject and info.subject == "CN=fallback.example"
+
+
+def test_default_rules_expiring_local_certificates_are_p2_within_7_days_p3_within_30(tmp_path: Path) -> None:
+    from rule_harness import firing
+
+    certs = tmp_path / "etc" / "ssl"
+    certs.mkdir(parents=True)
+    for cn, days in (("soon", 5), ("month", 20), ("year", 400)):
+        openssl_cert(certs / f"{cn}.pem", f"{cn}.example", days)
+    (certs / "broken.pem").write_text("-----BEGIN CERTIFICATE-----\nnot base64\n")
+    ctx = Context(config=None, paths=Paths(root=tmp_path))
+    samples = list(CertificatesCollector(CertificatesConfig(paths=("/etc/ssl/*.pem",))).collect(ctx))
+    alerts = firing("probes.yml", [samples], time.time(), step=300.0)  # 3 rounds: 10 min
+    levels = {a.labels["path"]: a.level for a in alerts["LocalCertificateExpiring"]}
+    assert levels == {"/etc/ssl/soon.pem": "P2", "/etc/ssl/month.pem": "P3"}
+    assert [a.labels["path"] for a in alerts["LocalCertificateUnreadable"]] == ["/etc/ssl/broken.pem"]

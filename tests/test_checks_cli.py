@@ -215,3 +215,45 @@ def test_first_check_says_no_baseline_yet_and_findings_keep_the_reason(tmp_path:
     got = items()
     assert (got["baseline accounts"]["status"], got["baseline accounts"]["finding"]) == (
         "OK", "matches the baseline")
+
+
+def _on_terminal(args: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """Run the CLI with stdout on a pseudo-terminal; returns the exit code and what the terminal got."""
+    import pty
+
+    master, slave = pty.openpty()
+    p = subprocess.Popen([sys.executable, "-m", "agent.cli", *args], stdout=slave, stderr=subprocess.PIPE,
+                         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), "TERM": "xterm", **env})
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    return p.wait(timeout=60), b"".join(chunks).decode()
+
+
+def test_terminal_gets_colour_but_log_text_stays_inert(tmp_path: Path) -> None:
+    root = make_tree(tmp_path, log_text=f"boot ok\nERROR payment failed {ESC} after retry\n")
+    collectors: dict[str, Any] = {name: {"enabled": False} for name in discover()}
+    collectors["logs"] = {"enabled": True, "files": [{"paths": ["/var/log/app.log"], "from_beginning": True}]}
+    cfg = {"agent": {"instance": "testhost", "timezone": "UTC", "language": "en",
+                     "state_file": str(tmp_path / "state.db")},
+           "checks": {"sample_gap": "0s"}, "collectors": collectors}
+    config = tmp_path / "opsagent.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    args = ["check", "evening", "-c", str(config),
+            "--path.procfs", str(root / "proc"), "--path.rootfs", str(root)]
+    code, out = _on_terminal(args, {})
+    assert code == 0, out
+    line = next(ln for ln in out.splitlines() if "log /var/log/app.log" in ln)
+    assert "\x1b[33mWARN" in line  # coloured status on a terminal
+    assert "payment failed \\x1b[2J\\x1b]0;owned\\x07 after retry" in line  # the log's escapes shown, not run
+    assert "\x1b]0;" not in out and "\x1b[2J" not in out and "\x07" not in out
+    code, out = _on_terminal(args, {"NO_COLOR": "1"})
+    assert code == 0 and "\x1b" not in out

@@ -325,3 +325,27 @@ def test_process_probes_read_only_the_file_they_match_on(tmp_path: Path) -> None
     samples, _ctx = run(ProbeTarget("web", "process", process_name="nginx"), paths=Paths(proc=proc))
     assert value(samples, "opsagent_probe_processes", probe="web") == 1
     assert [p.pid for p in read_processes(proc)] == []  # both files needed when both are asked for
+
+
+class SlowHandler(Handler):
+    def do_GET(self) -> None:
+        time.sleep(2.2)  # slower than ServiceSlow's P3 threshold (2 s), under the probe's timeout
+        super().do_GET()
+
+
+def test_default_rules_slow_service_is_p3_after_five_minutes() -> None:
+    from rule_harness import firing
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SlowHandler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        samples, _ = run(ProbeTarget("portal", "http", f"http://127.0.0.1:{srv.server_address[1]}/health",
+                                     tier="production"))
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    assert value(samples, "probe_success") == 1
+    assert firing("probes.yml", [samples] * 3, time.time()).get("ServiceSlow") is None  # 2 min: pending
+    (slow,) = firing("probes.yml", [samples] * 7, time.time())["ServiceSlow"]  # 6 min: for 5m elapsed
+    assert slow.level == "P3" and slow.labels["probe"] == "portal"
+    assert "answers slowly" in slow.annotation("summary")
