@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import platform
 import signal
@@ -76,12 +77,22 @@ def test_reload_by_sighup_and_http_keeps_old_config_when_invalid(tmp_path: Path)
     assert a.proc.returncode == 0
 
 
-def _signal_thread(pid: int, tid: int, sig: int) -> None:
-    """tgkill(2): deliver sig to one thread of pid, as the kernel may do for kill(2)."""
+def _signal_thread(pid: int, sig: int) -> int:
+    """tgkill(2): deliver sig to one non-main thread of pid, as the kernel may do for kill(2).
+
+    Worker threads come and go (an idle collector worker exits), so a thread that
+    is gone by the time it is signalled (ESRCH) is passed over for the next one.
+    """
     libc = ctypes.CDLL(None, use_errno=True)
     sys_tgkill = 234  # x86_64
-    if libc.syscall(sys_tgkill, pid, tid, int(sig)) != 0:
-        raise OSError(ctypes.get_errno(), "tgkill")
+    for _ in range(50):
+        for tid in sorted(int(t) for t in os.listdir(f"/proc/{pid}/task") if int(t) != pid):
+            if libc.syscall(sys_tgkill, pid, tid, int(sig)) == 0:
+                return tid
+            if ctypes.get_errno() != errno.ESRCH:
+                raise OSError(ctypes.get_errno(), "tgkill")
+        time.sleep(0.1)
+    raise AssertionError("the daemon has no thread besides the main one")
 
 
 @pytest.mark.skipif(platform.machine() != "x86_64", reason="tgkill syscall number is x86_64's")
@@ -91,13 +102,11 @@ def test_signal_delivered_to_a_worker_thread_is_handled_at_once(tmp_path: Path) 
     a = _start(tmp_path, schedule={"interval": "1h", "checks": {}})
     try:
         pid = a.proc.pid
-        others = [int(t) for t in os.listdir(f"/proc/{pid}/task") if int(t) != pid]
-        assert others, "the daemon runs its listener and workers on threads"
         a.config_path.write_text(a.config_path.read_text() + "bogus_section: 1\n")
         time.sleep(1)  # let the main loop settle into its long sleep
-        _signal_thread(pid, others[0], signal.SIGHUP)
+        _signal_thread(pid, signal.SIGHUP)
         assert wait_for(lambda: a.metric("opsagent_config_last_reload_successful") == 0, timeout=15), a.log()
-        _signal_thread(pid, others[-1], signal.SIGTERM)
+        _signal_thread(pid, signal.SIGTERM)
         a.proc.wait(15)
         assert a.proc.returncode == 0 and "opsagent stopped" in a.log()
     finally:
