@@ -297,3 +297,13 @@ def test_markdown_robots_show_hostile_text_as_written_not_as_markup(receiver_fac
         assert "[click](" not in text and "![img](" not in text and "<b>" not in text
         assert "\\[click\\](http://evil.example)" in text and "&lt;b&gt;" in text
         assert "\n\\# fake heading \\| a" in text
+
+
+def test_a_refusal_keeps_the_start_of_the_reply_on_one_line(receiver_factory):
+    html = b"<html>\n<head><title>413 Too Large</title></head>\n" + b"x" * 500 + b"</html>"
+    r = receiver_factory(statuses=[413], error_body=html)
+    with pytest.raises(DeliveryError) as e:
+        build_notifier("wh", cfg("webhook", url=Secret(f"{r.url}/hook"))).send(MSG, "x")
+    assert e.value.reason.startswith("HTTP 413: <html> <head><title>413 Too Large</title>")
+    assert "\n" not in e.value.reason and len(e.value.reason) <= len("HTTP 413: ") + 200
+    assert not e.value.retry

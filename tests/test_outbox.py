@@ -83,7 +83,7 @@ def test_backoff_waits_between_attempts(store, receiver_factory):
 
 
 def test_4xx_is_dead_lettered_with_journal_entry_and_can_be_retried(store, receiver_factory):
-    r = receiver_factory(statuses=[404])
+    r = receiver_factory(statuses=[404], error_body=b'{"error": "no such hook",\n "id": 7}')
     b = TicketBook(store, TicketPolicy(routes=(route("hook"),)))
     b.apply([ev()], T0)
     box = Outbox(store, {"hook": hook("hook", f"{r.url}/hook")})
@@ -92,10 +92,11 @@ def test_4xx_is_dead_lettered_with_journal_entry_and_can_be_retried(store, recei
     assert len(r.requests) == 1
     with store.read() as db:
         [dead] = list_entries(db)
-    assert dead.status == "dead" and dead.last_error == "HTTP 404"
+    # the receiver's own explanation is kept, on one line: the operator sees why it was refused
+    assert dead.status == "dead" and dead.last_error == 'HTTP 404: {"error": "no such hook", "id": 7}'
     [t] = b.list_tickets()
     failed = [j for j in b.get(t["id"])["journal"] if j["kind"] == "notify_failed"]
-    assert "hook: HTTP 404" in failed[0]["text"]
+    assert 'hook: HTTP 404: {"error": "no such hook"' in failed[0]["text"]
     with store.tx() as db:
         requeue(db, dead.id, T0 + 3600)
     box.run_once(T0 + 3600)

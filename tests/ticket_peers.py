@@ -17,8 +17,9 @@ class Receiver:
     ``{"errcode": 310000}``, as DingTalk does, or with ``reject_status``.
     """
 
-    def __init__(self, statuses=(), delay=0.0, check=None, reject_status=None):
+    def __init__(self, statuses=(), delay=0.0, check=None, reject_status=None, error_body=None):
         self.statuses = list(statuses)
+        self.error_body = error_body  # the reply to a scripted non-200 status (default: JSON below)
         self.delay = delay
         self.check = check
         self.reject_status = reject_status
@@ -58,6 +59,8 @@ class Receiver:
                     out = json.dumps(
                         {"errcode": 310000, "errmsg": reason, "code": 19021, "msg": reason}
                     ).encode()
+                elif status != 200 and peer.error_body is not None:
+                    code, out = status, peer.error_body
                 else:
                     code = status
                     out = json.dumps({"errcode": 0, "code": 0, "msg": "success"}).encode()

@@ -79,10 +79,21 @@ def build_notifiers(configs: Mapping[str, Any]) -> dict[str, Notifier]:
     return {name: build_notifier(name, c) for name, c in configs.items() if c.enabled}
 
 
-def classify_http(status: int) -> DeliveryError:
-    """Retry on 429 and 5xx (the receiver may recover), not on other 4xx (it never will)."""
+def classify_http(status: int, reply: bytes = b"") -> DeliveryError:
+    """Retry on 429 and 5xx (the receiver may recover), not on other 4xx (it never will).
+
+    The start of the receiver's reply is kept in the reason (one line, at most
+    ``REPLY_EXCERPT`` characters): a dead letter should say *why* it was
+    refused ("invalid field ticket"), not only the status.
+    """
     retry = status == 429 or status >= 500
-    return DeliveryError(f"HTTP {status}", retry=retry)
+    text = " ".join(reply.decode("utf-8", "replace").split())
+    if len(text) > REPLY_EXCERPT:
+        text = text[: REPLY_EXCERPT - 3] + "..."
+    return DeliveryError(f"HTTP {status}: {text}" if text else f"HTTP {status}", retry=retry)
+
+
+REPLY_EXCERPT = 200
 
 
 # what can turn plain text into a link, image, emphasis, heading, table or code

@@ -39,7 +39,11 @@ def post_json(
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             raw = resp.read(1 << 20)
     except urllib.error.HTTPError as e:
-        raise classify_http(e.code) from None
+        try:
+            reply = e.read(1024)
+        except (OSError, http.client.HTTPException):
+            reply = b""
+        raise classify_http(e.code, reply) from None
     except TimeoutError:
         raise DeliveryError("timed out", retry=True) from None
     except urllib.error.URLError as e:
