@@ -297,7 +297,7 @@ class Exporter:
             self.bind()
         assert self._server is not None
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.5}, name="http", daemon=True
+            target=self._server.serve_forever, name="http", daemon=True
         )
         self._thread.start()
         log.info("listening", extra={"address": _fmt_addr(*self.address), "tls": bool(self.tls)})

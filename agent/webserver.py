@@ -28,7 +28,9 @@ What it does, and no more:
 from __future__ import annotations
 
 import logging
+import os
 import re
+import selectors
 import socket
 import socketserver
 import threading
@@ -382,7 +384,58 @@ class Server(socketserver.ThreadingTCPServer):
         self.ssl_context = ssl_context
         self._active = 0
         self._lock = threading.Lock()
+        # serve_forever sleeps in select() without a timeout; shutdown() wakes it through this pipe
+        self._stop_r, self._stop_w = os.pipe()
+        os.set_blocking(self._stop_r, False)
+        os.set_blocking(self._stop_w, False)
+        self._stop_requested = False
+        self._stopped = threading.Event()
+        self._stopped.set()
         super().__init__(address, socketserver.BaseRequestHandler)
+
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        """Accept connections until :meth:`shutdown`; ``poll_interval`` is ignored.
+
+        socketserver's loop wakes every ``poll_interval`` to look for a
+        shutdown request: two wake-ups a second for an agent that collects
+        every 15 s (~1 ms of CPU per cycle). Here the listener sleeps until a
+        client connects or ``shutdown()`` writes to a pipe.
+        """
+        self._stopped.clear()
+        try:
+            with selectors.DefaultSelector() as sel:
+                sel.register(self, selectors.EVENT_READ)
+                sel.register(self._stop_r, selectors.EVENT_READ)
+                while not self._stop_requested:
+                    for key, _ in sel.select():
+                        if key.fileobj is self and not self._stop_requested:
+                            self._handle_request_noblock()
+                    self.service_actions()
+        finally:
+            self._stop_requested = False
+            try:
+                os.read(self._stop_r, 64)  # the shutdown byte, so a later serve_forever sleeps again
+            except BlockingIOError:
+                pass
+            self._stopped.set()
+
+    def shutdown(self) -> None:
+        """Stop :meth:`serve_forever` and wait until it has returned."""
+        # set even when not serving (yet): a serve_forever about to start returns at once
+        self._stop_requested = True
+        try:
+            os.write(self._stop_w, b"x")
+        except BlockingIOError:  # a byte is already waiting
+            pass
+        self._stopped.wait()
+
+    def server_close(self) -> None:
+        super().server_close()
+        for fd in (self._stop_r, self._stop_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._lock:
