@@ -409,7 +409,7 @@ class Server(socketserver.ThreadingTCPServer):
                 while not self._stop_requested:
                     for key, _ in sel.select():
                         if key.fileobj is self and not self._stop_requested:
-                            self._handle_request_noblock()
+                            self._accept()
                     self.service_actions()
         finally:
             self._stop_requested = False
@@ -418,6 +418,21 @@ class Server(socketserver.ThreadingTCPServer):
             except BlockingIOError:
                 pass
             self._stopped.set()
+
+    def _accept(self) -> None:
+        """Accept one connection and hand it to a thread (socketserver's ``_handle_request_noblock``)."""
+        try:
+            request, client_address = self.get_request()
+        except OSError:
+            return
+        if not self.verify_request(request, client_address):
+            self.shutdown_request(request)
+            return
+        try:
+            self.process_request(request, client_address)
+        except Exception:
+            self.handle_error(request, client_address)
+            self.shutdown_request(request)
 
     def shutdown(self) -> None:
         """Stop :meth:`serve_forever` and wait until it has returned."""
