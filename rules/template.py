@@ -437,6 +437,20 @@ _UNSUPPORTED_ACTIONS = frozenset({"range", "with", "define", "template", "block"
 # ---------------------------------------------------------------- parsing
 
 
+def _check_arity(name: str, got: int) -> None:
+    """Raise TemplateError when function ``name`` cannot take ``got`` arguments."""
+    if name in ("and", "or"):
+        low, high = 1, None
+    else:
+        f = FUNCTIONS[name]
+        code = f.__code__
+        low = code.co_argcount - len(f.__defaults__ or ())
+        high = None if code.co_flags & 0x04 else code.co_argcount  # 0x04: *args
+    if got < low or (high is not None and got > high):
+        want = f"at least {low}" if high is None else str(low) if low == high else f"{low} to {high}"
+        raise TemplateError(f"wrong number of args for {name}: want {want} got {got}")
+
+
 @dataclass(frozen=True, slots=True)
 class _Operand:
     kind: str  # "var", "field", "str", "num", "bool", "nil", "pipe"
@@ -516,6 +530,11 @@ class _ActionParser:
         for c in commands[1:]:
             if c.func is None:
                 raise TemplateError("non-function command in pipeline stage")
+        for i, c in enumerate(commands):
+            if c.func is not None:
+                # a piped value is the last argument; Go finds a wrong count only when the
+                # template runs, for every alert, so it is refused here at load
+                _check_arity(c.func, len(c.args) + (1 if i else 0))
         return _Pipeline(tuple(commands), declare)
 
     def command(self) -> _Command:

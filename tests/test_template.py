@@ -55,6 +55,11 @@ def test_labels_and_external_labels():
         ("{{ $nope }}", "undefined variable '$nope'"),
         ("{{ range $labels }}{{ end }}", "not supported"),
         ("{{ $value", "unclosed action"),
+        # Go notices a wrong argument count only when rendering, for every alert: refused at load
+        ("{{ humanize }}", "wrong number of args for humanize: want 1 got 0"),
+        ("{{ $value | humanize 2 }}", "wrong number of args for humanize: want 1 got 2"),
+        ("{{ printf }}", "wrong number of args for printf: want at least 1 got 0"),
+        ("{{ if and }}x{{ end }}", "wrong number of args for and: want at least 1 got 0"),
     ],
 )
 def test_bad_templates_fail_at_parse_time(text, message):
