@@ -277,6 +277,18 @@ def test_email_wrong_password_fails_and_never_shows_the_password(tls_files):
     assert inbox.messages == []
 
 
+def test_messages_leave_out_lines_of_empty_fields():
+    fields = {"id": 3, "level": "P3", "summary": "disk full", "instance": "h", "rule": "DiskFull",
+              "description": "", "solution": "", "respond_due": "09:00", "restore_due": "-",
+              "resolve_due": "10:00"}
+    _, en = render("opened", "en", fields)
+    assert "Solution" not in en and "\n\n" not in en and "Respond by: 09:00" in en
+    _, zh = render("opened", "zh-CN", {**fields, "solution": "清理 /var/log"})
+    assert "处理建议：清理 /var/log" in zh and "\n\n" not in zh
+    _, resolved = render("resolved", "en", {**fields, "at": "10:05", "note": ""})
+    assert resolved == "Recovered at 10:05."
+
+
 def test_templates_in_both_languages_evaluate_nothing():
     fields = {"id": 3, "level": "P2", "summary": "${__import__('os')} {0.__class__}", "instance": "h"}
     t_en, _ = render("opened", "en", fields)

@@ -92,7 +92,21 @@ def render(event: str, language: str, fields: Mapping[str, Any]) -> tuple[str, s
     values.setdefault("level_name", LEVEL_NAMES[lang].get(level, level))
     if "clock" in values:
         values.setdefault("clock_name", CLOCK_NAMES[lang].get(values["clock"], values["clock"]))
-    return Template(title).safe_substitute(values), Template(body).safe_substitute(values).strip()
+    text = Template(_filled_lines(body, values)).safe_substitute(values).strip()
+    return Template(title).safe_substitute(values), text
+
+
+def _filled_lines(template: str, values: Mapping[str, str]) -> str:
+    """The template without the lines whose every field is empty: a ticket without a
+    solution gets no dangling "Solution:" line, one without a description no blank line."""
+    kept = []
+    for line in template.split("\n"):
+        names = [m.group("named") or m.group("braced") for m in Template.pattern.finditer(line)]
+        names = [n for n in names if n]
+        if names and all(values.get(n, None) == "" for n in names):
+            continue
+        kept.append(line)
+    return "\n".join(kept)
 
 
 def digest(language: str, titles: Sequence[str]) -> tuple[str, str]:
