@@ -429,8 +429,8 @@ class RulesSection:
     # language of alert texts; empty = agent.language
     language: Literal["", "zh-CN", "en"] = ""
     flapping: FlappingConfig = field(default_factory=FlappingConfig)
-    # 0 = at every collection cycle
-    evaluation_interval: Duration = Duration(0)
+    # 0 = at every collection cycle; 30s: half of Prometheus' 1m default, rules' `for` are minutes
+    evaluation_interval: Duration = Duration(30)
     # how much history rules can look back over (predict_linear uses 6h)
     history: Duration = Duration(6 * 3600)
 

@@ -13,7 +13,9 @@ Extension points (the rules engine, ticketing and the daily checks use these):
 * **Stages.** An object with ``__call__(samples: list[Sample], now: float)``;
   optionally ``samples() -> list[Sample]`` (metrics it exports, appended to
   the next snapshot), ``routes() -> list[Route]`` (HTTP endpoints, see
-  ``agent.exporter``) and ``close()``. ``samples`` passed to a stage is the
+  ``agent.exporter``), ``before_check()`` (called before a named check's
+  collection: a stage that skips cycles, as the rules stage between
+  evaluations, does its work at that one) and ``close()``. ``samples`` passed to a stage is the
   full current view: the latest samples of every enabled collector. A stage
   that raises is logged and the next stage still runs.
 * **Check handlers.** ``cycle.on_check("morning", handler)`` with
@@ -223,6 +225,10 @@ class Cycle:
             run = CheckRun(int(cur.lastrowid or 0), due.name, due.scheduled, started)
         log.info("check started", extra={"check": due.name, "late_seconds": round(due.late, 1)})
         status, error = "ok", None
+        for stage in self.stages:
+            prepare = getattr(stage, "before_check", None)
+            if callable(prepare):
+                prepare()
         try:
             samples = self.collect(None, started)
             for handler in self.check_handlers.get(due.name, []):

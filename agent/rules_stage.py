@@ -98,11 +98,16 @@ class RulesStage:
         previous: RulesStage | None = None,
         key: str = "",
         target_labels: Mapping[str, str] | None = None,
+        slack: float = 0.0,
     ):
         from rules.history import History
 
         self.options = options
         self.interval = interval
+        # cycles arrive a few ms early or late: an evaluation due within ``slack``
+        # (half a collection interval) runs now rather than one cycle later
+        self.slack = slack
+        self._force = False
         self.retention = retention
         self.key = key
         self.target_labels = dict(target_labels or {})
@@ -126,7 +131,11 @@ class RulesStage:
         if self._previous is not None or _running.get(self.key) is not self:
             self._take_over()
         self.history.append(samples, now, source="cycle", target_labels=self.target_labels)
-        if self.last_eval is not None and now - self.last_eval < self.interval - 1e-6:
+        due = self._force or self.last_eval is None or (
+            now - self.last_eval >= self.interval - self.slack - 1e-6
+        )
+        self._force = False
+        if not due:
             # not due: nothing resolves twice, the active alerts stand
             self.alerts = [a for a in self.alerts if a.state != "resolved"]
             return
@@ -138,6 +147,10 @@ class RulesStage:
         if self.evaluator.failures_total > before:
             log.warning("rules evaluated with failures",
                         extra={"failures": self.evaluator.failures_total - before})
+
+    def before_check(self) -> None:
+        """Evaluate at the next cycle whether due or not: a named check reports current alerts."""
+        self._force = True
 
     def samples(self) -> list[Sample]:
         """ALERTS, ALERTS_FOR_STATE and the stage's own metrics."""
@@ -172,6 +185,7 @@ def setup(cycle: Cycle) -> None:
         ruleset, rules_options(cfg), retention=float(cfg.rules.history),
         interval=float(cfg.rules.evaluation_interval), previous=_running.get(key), key=key,
         target_labels={"instance": cfg.agent.instance_name},
+        slack=float(cfg.schedule.interval) / 2,
     )
     cycle.rules_stage = stage  # type: ignore[attr-defined]
     cycle.add_stage(stage)

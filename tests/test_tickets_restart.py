@@ -159,7 +159,8 @@ def test_real_daemon_resolves_after_restart_what_recovered_while_it_was_down(tmp
     rules.write_text("groups:\n- name: t\n  rules:\n  - alert: RestartProbe\n    expr: vector(1)\n"
                      "    labels: {severity: warning}\n")
     cfg = example_config(tmp_path, schedule={"interval": "1s"}, tickets={"reconcile_after": "2s"},
-                         rules={"packs": False, "files": [str(rules)]})
+                         rules={"packs": False, "files": [str(rules)],
+                                                 "evaluation_interval": "0s"})
     path = write_config(tmp_path / "c.yaml", cfg)
 
     def ticket():

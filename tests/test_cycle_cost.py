@@ -1,0 +1,58 @@
+"""What the per-cycle savings must not change: evaluation timing, /metrics content, probes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from agent.config import load_config
+from agent.rules_stage import RulesStage, load_rules, rules_options
+from collector.model import Sample
+from tests.daemon_harness import write_config
+
+RULES = """\
+groups:
+  - name: local
+    rules:
+      - alert: Hot
+        expr: temp > 50
+        for: 30s
+        labels: {severity: warning}
+"""
+
+
+def rules_stage(tmp: Path, interval: float, slack: float) -> RulesStage:
+    (tmp / "local.yml").write_text(RULES)
+    cfg = load_config(write_config(tmp / "c.yaml", {"agent": {"state_file": str(tmp / "s.db")},
+                                                    "rules": {"packs": False, "files": ["*.yml"]}}))
+    assert float(cfg.rules.evaluation_interval) == 30  # the default
+    return RulesStage(load_rules(cfg), rules_options(cfg), interval=interval, slack=slack)
+
+
+def hot(now: float) -> list[Sample]:
+    return [Sample("temp", {"instance": "h1"}, 60.0, now)]
+
+
+def test_rules_are_evaluated_every_30s_on_15s_cycles_even_when_a_cycle_comes_early(tmp_path):
+    stage = rules_stage(tmp_path, interval=30.0, slack=7.5)
+    evaluated = []
+    # the cycle at 1029.99 is 10 ms early: it must evaluate, not wait for 1045
+    for now in (1000.0, 1015.0, 1029.99, 1045.0, 1060.02, 1075.0):
+        before = stage.last_eval
+        stage(hot(now), now)
+        if stage.last_eval != before:
+            evaluated.append(now)
+    assert evaluated == [1000.0, 1029.99, 1060.02]
+    # Hot has `for: 30s`: pending at 1000, firing at the evaluation 30 s later
+    assert [(a.name, a.state) for a in stage.alerts] == [("Hot", "firing")]
+
+
+def test_a_named_check_evaluates_at_once_whether_due_or_not(tmp_path):
+    stage = rules_stage(tmp_path, interval=30.0, slack=7.5)
+    stage(hot(1000.0), 1000.0)
+    stage(hot(1015.0), 1015.0)
+    assert stage.last_eval == 1000.0
+    stage.before_check()
+    stage(hot(1020.0), 1020.0)
+    assert stage.last_eval == 1020.0
+    stage(hot(1035.0), 1035.0)  # and the schedule goes on from there
+    assert stage.last_eval == 1020.0
