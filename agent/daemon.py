@@ -18,6 +18,7 @@ reload.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import select
 import signal
@@ -126,6 +127,8 @@ class Daemon:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         self._signals_installed = False
+        # wall-clock time before which no named check can be due (see loop)
+        self._checks_idle_until = 0.0
         self.store: Store | None = None
         self.exporter: Exporter | None = None
         self.cycle: Cycle | None = None
@@ -271,7 +274,7 @@ class Daemon:
             if self._stopping:
                 break
             wait = cycle.next_due_in(time.monotonic())
-            specs = check_specs(self.config)
+            specs = check_specs(self.config) if self.clock() >= self._checks_idle_until else []
             if specs:
                 tz = system_zone(self.config.agent.timezone)
                 last = {s.name: first_started for s in specs} | last_check_runs(self.store)
@@ -287,6 +290,13 @@ class Daemon:
                     cycle.run_check(d, self.clock)
                 if p.next_at is not None:
                     wait = min(wait, max(0.0, p.next_at - self.clock()))
+                if not p.due and not p.skipped:
+                    # Nothing can fall due before next_at (runs only ever add to `last`),
+                    # so the zone lookup, the SQL query and the calendar arithmetic
+                    # wait until then; at least every 5 minutes, to notice a new zone.
+                    self._checks_idle_until = min(p.next_at or math.inf, now + 300.0)
+            elif self._checks_idle_until > self.clock():
+                wait = min(wait, max(0.0, self._checks_idle_until - self.clock()))
             # wake at least every minute, so a wall-clock jump is noticed
             self._sleep(min(wait, 60.0))
 
@@ -353,6 +363,7 @@ class Daemon:
             self.exporter.remove_route(route.method, route.path)
         self._install_routes(new_cycle)
         self.config = new
+        self._checks_idle_until = 0.0  # the new schedule is planned at once
         self.cycle = new_cycle
         self.reload_ok = True
         self.reload_ts = self.clock()
