@@ -8,13 +8,16 @@ reason), never an exception.
 from __future__ import annotations
 
 import os
+import queue
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
@@ -451,6 +454,65 @@ _PROBERS: Mapping[str, Callable[[ProbeTarget, Deadline], Outcome]] = {
 }
 
 
+class ProbeWorkers:
+    """Prober threads kept across cycles; another starts whenever none is idle.
+
+    A pool per cycle cost a thread start and teardown every cycle. Here a
+    probe never queues behind a busy worker (a prober stuck in a name lookup
+    keeps its thread; the next probe gets a new one), at most ``limit``
+    threads exist, and a worker idle for ``idle_timeout`` seconds exits, so
+    the threads of a collector dropped on reload go away by themselves.
+    """
+
+    def __init__(self, limit: int = 64, idle_timeout: float = 300.0):
+        self.limit = limit
+        self.idle_timeout = idle_timeout
+        self._queue: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0  # workers waiting for work that no submitted item has claimed yet
+        self._threads = 0
+
+    def submit(self, fn: Callable[[], Any]) -> Future[Any]:
+        """Run ``fn()`` on an idle worker, or a new one; its result or exception in the future."""
+        fut: Future[Any] = Future()
+        with self._lock:
+            if self._idle > 0:
+                self._idle -= 1
+                start = False
+            else:
+                start = self._threads < self.limit
+                self._threads += start
+        self._queue.put((fut, fn))
+        if start:
+            threading.Thread(target=self._work, name="probe", daemon=True).start()
+        return fut
+
+    @property
+    def threads(self) -> int:
+        """Worker threads alive now."""
+        return self._threads
+
+    def _work(self) -> None:
+        while True:
+            try:
+                fut, fn = self._queue.get(timeout=self.idle_timeout)
+            except queue.Empty:
+                with self._lock:
+                    if self._idle > 0:  # nobody counts on this worker: leave
+                        self._idle -= 1
+                        self._threads -= 1
+                        return
+                continue  # a submitter just claimed this worker: its item is on the way
+            if fut.set_running_or_notify_cancel():
+                try:
+                    fut.set_result(fn())
+                except BaseException as e:  # the caller sees it through the future
+                    fut.set_exception(e)
+            del fut, fn  # do not keep the last result alive while idle
+            with self._lock:
+                self._idle += 1
+
+
 @register("probes", config=ProbesConfig, default=True)
 class ProbesCollector:
     """Service probes: TCP, HTTP(S), process presence, systemd units, each with its own deadline."""
@@ -459,6 +521,7 @@ class ProbesCollector:
 
     def __init__(self, config: ProbesConfig):
         self.config = config
+        self.workers = ProbeWorkers()
 
     def collect(self, ctx: Context) -> Iterator[Sample]:
         targets = list(self.config.targets)
@@ -475,17 +538,17 @@ class ProbesCollector:
             else []
         )
         results: dict[str, tuple[Outcome, float]] = {}
-        # one thread per probe: a queued probe would otherwise wait out a slow one
-        pool = ThreadPoolExecutor(max_workers=min(64, len(targets)), thread_name_prefix="probe")
-        futures = {}
+        # a worker per probe: a queued probe would otherwise wait out a slow one
+        futures: dict[Future[Any], ProbeTarget] = {}
         for t in targets:
             if t.kind == "process":
                 results[t.name] = (self._process(t, procs), 0.0)
             else:
-                futures[pool.submit(self._timed, t)] = t
+                futures[self.workers.submit(partial(self._timed, t))] = t
         longest = max((float(t.timeout) for t in futures.values()), default=0.0)
         done, _ = wait_futures(futures, timeout=longest + 1.0)
-        pool.shutdown(wait=False, cancel_futures=True)
+        for fut in futures:
+            fut.cancel()  # a probe not even started by now is not wanted any more
         for fut, t in futures.items():
             if fut in done:
                 results[t.name] = fut.result()

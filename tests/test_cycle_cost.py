@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
+
+import pytest
 
 from agent.config import load_config
 from agent.rules_stage import RulesStage, load_rules, rules_options
 from collector.model import Sample
+from collector.probes import ProbeWorkers
 from tests.daemon_harness import write_config
 
 RULES = """\
@@ -56,3 +61,26 @@ def test_a_named_check_evaluates_at_once_whether_due_or_not(tmp_path):
     assert stage.last_eval == 1020.0
     stage(hot(1035.0), 1035.0)  # and the schedule goes on from there
     assert stage.last_eval == 1020.0
+
+
+def test_probe_workers_are_reused_and_a_stuck_probe_does_not_hold_up_the_next():
+    workers = ProbeWorkers(idle_timeout=0.2)
+    for i in range(5):  # one cycle after another: the same thread serves them
+        assert workers.submit(lambda i=i: i * 2).result(timeout=5) == i * 2
+    assert workers.threads == 1
+    stuck = threading.Event()
+    hung = workers.submit(lambda: stuck.wait(10))
+    quick = workers.submit(lambda: "answered")
+    assert quick.result(timeout=5) == "answered"  # did not wait behind the hung probe
+    assert not hung.done() and workers.threads == 2
+    failing = workers.submit(lambda: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        failing.result(timeout=5)
+    stuck.set()
+    assert hung.result(timeout=5) is True
+    # idle workers leave after idle_timeout (a collector dropped on reload leaks nothing)
+    deadline = time.monotonic() + 5
+    while workers.threads and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert workers.threads == 0
+    assert workers.submit(lambda: "again").result(timeout=5) == "again"
