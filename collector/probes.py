@@ -129,7 +129,9 @@ class ProbesConfig:
     """Service probes (TCP, HTTP(S), process presence, systemd unit state)."""
 
     enabled: bool | None = None
-    interval: Duration | None = None
+    # blackbox-style checks every 30 s (Prometheus scrapes blackbox_exporter every 1m by
+    # default); SLA response times are minutes. Set schedule.interval to probe every cycle
+    interval: Duration | None = Duration(30)
     # default: the longest probe timeout plus 2s, so the framework never cuts a probe short
     timeout: Duration | None = None
     targets: tuple[ProbeTarget, ...] = ()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -66,7 +68,7 @@ def test_a_named_check_evaluates_at_once_whether_due_or_not(tmp_path):
 def test_probe_workers_are_reused_and_a_stuck_probe_does_not_hold_up_the_next():
     workers = ProbeWorkers(idle_timeout=0.2)
     for i in range(5):  # one cycle after another: the same thread serves them
-        assert workers.submit(lambda i=i: i * 2).result(timeout=5) == i * 2
+        assert workers.submit(partial(int, i)).result(timeout=5) == i
     assert workers.threads == 1
     stuck = threading.Event()
     hung = workers.submit(lambda: stuck.wait(10))
@@ -84,3 +86,16 @@ def test_probe_workers_are_reused_and_a_stuck_probe_does_not_hold_up_the_next():
         time.sleep(0.05)
     assert workers.threads == 0
     assert workers.submit(lambda: "again").result(timeout=5) == "again"
+
+
+def test_probes_run_every_30s_unless_configured_otherwise(tmp_path):
+    from agent.cycle import build_jobs
+
+    base: dict[str, Any] = {"agent": {"state_file": str(tmp_path / "s.db")},
+            "collectors": {"probes": {"targets": [{"name": "p", "kind": "process", "process_name": "x"}]}}}
+    cfg = load_config(write_config(tmp_path / "a.yaml", base))
+    jobs = {j.name: j for j in build_jobs(cfg, only=["probes", "load"])}
+    assert (jobs["probes"].interval, jobs["load"].interval) == (30.0, 15.0)
+    base["collectors"]["probes"]["interval"] = "15s"
+    cfg = load_config(write_config(tmp_path / "b.yaml", base))
+    assert build_jobs(cfg, only=["probes"])[0].interval == 15.0
