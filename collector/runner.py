@@ -94,7 +94,13 @@ class Runner:
 
     def due(self, now: float) -> list[str]:
         """Names of jobs whose interval has elapsed (by the monotonic clock)."""
-        return [n for n, j in self.jobs.items() if now - j.last_start >= j.interval - 1e-3]
+        if not any(now - j.last_start >= j.interval - 1e-3 for j in self.jobs.values()):
+            return []
+        # A job due within half the shortest interval joins this batch rather than
+        # making a cycle of its own a few seconds later; run early, it re-anchors its
+        # grid on this batch (see run), so jobs that drifted apart line up again.
+        slack = max(1e-3, min(j.interval for j in self.jobs.values()) / 2)
+        return [n for n, j in self.jobs.items() if now - j.last_start >= j.interval - slack]
 
     def run(self, names: Iterable[str] | None = None) -> list[Result]:
         """Run the named jobs (default: all) now and wait for each until its deadline."""
@@ -112,7 +118,14 @@ class Runner:
                     log.warning("collector skipped", extra={"collector": job.name, "reason": res.error})
                     continue
                 job.running = True
-                job.last_start = batch_start
+                # Stay on the job's grid (previous start + interval) when this run is at
+                # most one interval late: a batch starting a few ms late (the previous
+                # cycle's work, select() rounding) would otherwise shift the fast jobs
+                # off the grid of the slow ones (1m, 5m), which then ran as cycles of
+                # their own -- a whole extra snapshot and rules/tickets pass each time.
+                # Early (a named check) or long late: a new grid from this batch.
+                on_grid = job.last_start + job.interval
+                job.last_start = on_grid if -1e-3 <= batch_start - on_grid < job.interval else batch_start
                 task = _Task(job, self.make_context(job), res)
                 tasks.append(task)
                 self._queue.append(task)

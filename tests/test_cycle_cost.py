@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ from agent.config import load_config
 from agent.rules_stage import RulesStage, load_rules, rules_options
 from collector.model import Sample
 from collector.probes import ProbeWorkers
+from collector.registry import Context, EmptyConfig
+from collector.runner import Job, Runner
 from tests.daemon_harness import write_config
 
 RULES = """\
@@ -99,3 +102,39 @@ def test_probes_run_every_30s_unless_configured_otherwise(tmp_path):
     base["collectors"]["probes"]["interval"] = "15s"
     cfg = load_config(write_config(tmp_path / "b.yaml", base))
     assert build_jobs(cfg, only=["probes"])[0].interval == 15.0
+
+
+class Up:
+    name = "up"
+
+    def collect(self, ctx: Context) -> Iterator[Sample]:
+        yield Sample("up", {}, 1.0)
+
+
+def test_slow_collectors_stay_in_the_fast_ones_batches_when_cycles_start_late():
+    clock = [1000.0]
+    jobs = [Job("fast", Up(), EmptyConfig(), interval=15, timeout=5),
+            Job("slow", Up(), EmptyConfig(), interval=60, timeout=5)]
+    runner = Runner(jobs, lambda j: Context(config=None), monotonic=lambda: clock[0])
+    batches = []
+    runner.run()
+    for _ in range(12):
+        # the loop wakes at the next due time, and each batch starts 20 ms late
+        clock[0] = min(j.last_start + j.interval for j in runner.jobs.values()) + 0.02
+        due = runner.due(clock[0])
+        runner.run(due)
+        batches.append(sorted(due))
+    # 12 cycles of 15 s; the 60 s collector rides along every 4th, never alone
+    assert batches == [["fast"], ["fast"], ["fast"], ["fast", "slow"]] * 3
+    # a pause (suspended VM) of 100 s: the fast grid starts anew, the slow job (40 s
+    # late) keeps its own; at the next fast batch it is due within 7.5 s, so it runs
+    # there (5 s early) and rides along with the fast batches again
+    clock[0] += 100.0
+    batches = []
+    for _ in range(8):
+        due = runner.due(clock[0])
+        runner.run(due)
+        batches.append(sorted(due))
+        clock[0] = min(j.last_start + j.interval for j in runner.jobs.values()) + 0.02
+    runner.close()
+    assert batches == [["fast", "slow"]] * 2 + [["fast"]] * 3 + [["fast", "slow"]] + [["fast"]] * 2
