@@ -141,7 +141,9 @@ def cmd_show(args: argparse.Namespace) -> int:
             print(f"  {k}: {t[k]}")
     print("Journal:")
     for j in t["journal"]:
-        print(f"  {when(j['at'])}  {j['who']:10}  {j['kind']:13}  {j['text']}")
+        # multi-line entries (evidence) continue under the text column
+        text = j["text"].replace("\n", "\n" + " " * 47)
+        print(f"  {when(j['at'])}  {j['who']:10}  {j['kind']:13}  {text}")
     return 0
 
 

@@ -72,6 +72,16 @@ _MUTABLE = (
     "last_seen",
     "updated_at",
 )
+# Evidence kept on a ticket, and in each journal entry recording it (agent.evidence caps its
+# annotation alike; an Alertmanager payload may carry anything).
+EVIDENCE_LIMIT = 16384
+
+
+def capped(text: str, limit: int = EVIDENCE_LIMIT) -> str:
+    """``text`` cut to ``limit`` characters, an ellipsis marking the cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 _UPDATE_SQL = f"UPDATE tickets SET {', '.join(f'{c} = ?' for c in _MUTABLE)} WHERE id = ?"  # noqa: S608
 
 
@@ -352,7 +362,23 @@ class TicketBook:
             res.occurrences += 1
         t["last_started"] = e.started_at
         self._refresh(t, e, now)
+        self._new_evidence(db, t, e, now)
         return t
+
+    def _new_evidence(self, db: sqlite3.Connection, t: dict[str, Any], e: AlertEvent, now: float) -> None:
+        """Journal the alert's evidence when it differs from what the ticket last recorded.
+
+        A firing alert is seen every cycle; only a change (a config file changed
+        again, new log lines matched) is worth an entry. An alert without
+        evidence keeps the ticket's: evidence is forgotten after a while, the
+        fault it explained is not.
+        """
+        text = capped(e.annotations.get("evidence", ""))
+        if not text or text == t["evidence"]:
+            return
+        t["evidence"] = text
+        t["updated_at"] = now
+        self._journal(db, t["id"], now, SYSTEM, "evidence", capped("new evidence:\n" + text))
 
     def _refresh(self, t: dict[str, Any], e: AlertEvent, now: float) -> None:
         a = e.annotations
@@ -381,7 +407,7 @@ class TicketBook:
                 a.get("summary", "") or e.rule,
                 a.get("description", ""),
                 a.get("solution", ""),
-                a.get("evidence", ""),
+                capped(a.get("evidence", "")),
                 e.source,
                 now,
                 now,
@@ -420,6 +446,7 @@ class TicketBook:
             db, t["id"], now, SYSTEM, "reopened", "the fault recurred within the reopen window"
         )
         self._notify(db, t, "reopened", jid, now)
+        self._new_evidence(db, t, e, now)
 
     def _relevel(self, db: sqlite3.Connection, t: dict[str, Any], level: str, now: float) -> None:
         old = t["level"]
