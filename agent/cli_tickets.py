@@ -50,12 +50,15 @@ def add_parsers(sub: Any) -> None:
     for action, help_text, note_help in (
         ("ack", "acknowledge (stops the response clock)", "text for the journal"),
         ("note", "add a note to the journal", ""),
-        ("resolve", "resolve (or confirm a recovered ticket)", "what was done"),
+        ("resolve", "resolve (or confirm a recovered ticket)",
+         "required: the cause and what was done (recorded for the problem report)"),
         ("close", "close for good", "text for the journal"),
     ):
         c = tsub.add_parser(action, parents=[common], help=help_text)
         c.add_argument("id", type=int)
-        if note_help:
+        if action == "resolve":
+            c.add_argument("--note", required=True, metavar="TEXT", help=note_help)
+        elif note_help:
             c.add_argument("--note", default="", help=note_help)
         else:
             c.add_argument("text")

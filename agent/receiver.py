@@ -9,8 +9,9 @@ A malformed payload is answered 400 with the reason and changes nothing.
 
 ``GET /api/v1/tickets[?status=&level=]``, ``GET /api/v1/tickets/{id}``,
 ``POST /api/v1/tickets/{id}/ack|note|resolve|close`` (JSON body
-``{"text": "...", "by": "..."}``): 404 for an unknown id, 409 for an
-illegal transition. They answer loopback clients, or basic-auth users when
+``{"text": "...", "by": "..."}``; ``text`` is required to resolve: the
+cause and what was done): 404 for an unknown id, 409 for an illegal
+transition, 400 for a missing note. They answer loopback clients, or basic-auth users when
 ``web.basic_auth_users`` is set (tickets carry log lines as evidence).
 """
 
@@ -202,6 +203,9 @@ class TicketApi:
         except ValueError:
             return _error(400, 'body must be a JSON object like {"text": "..."}')
         text = str(body.get("text", ""))
+        if action == "resolve" and not text.strip():
+            # the problem report needs the cause and the fix; recovery resolves with its own note
+            return _error(400, 'resolving needs {"text": "<the cause and what was done>"}; nothing changed')
         who = req.user or str(body.get("by") or "api")
         now = self.clock()
         try:

@@ -565,14 +565,24 @@ class TicketBook:
             db.execute("UPDATE tickets SET updated_at = ? WHERE id = ?", (now, tid))
         return t
 
-    def resolve(self, tid: int, who: str, now: float, note: str = "") -> dict[str, Any]:
-        """Resolve by hand (also confirms a recovered ticket)."""
+    def resolve(self, tid: int, who: str, now: float, note: str) -> dict[str, Any]:
+        """Resolve by hand (also confirms a recovered ticket); ``note`` says the cause and what was done.
+
+        The note is required: the problem report (SPEC §3/§5) needs both, and
+        only the person resolving knows them. Recovery resolves through
+        :meth:`_recover` with its own automatic note.
+        """
         with self.store.tx() as db:
             t = self._get(db, tid)
             if t["status"] in ("resolved", "closed"):
                 raise IllegalTransition(f"ticket {tid} is already {t['status']}")
+            if not note.strip():
+                raise UserError(
+                    f"resolving ticket {tid} needs a note: the cause and what was done"
+                    " (for the problem report)"
+                )
             t.update(status="resolved", resolved_at=now, restored_at=t["restored_at"] or now, updated_at=now)
-            jid = self._journal(db, tid, now, who, "resolved", note or "resolved")
+            jid = self._journal(db, tid, now, who, "resolved", note)
             self._notify(db, t, "resolved", jid, now, {"at": self._fmt(now), "note": note})
             self._check_breaches(db, t, now)
             self._save(db, t)

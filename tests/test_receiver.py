@@ -171,6 +171,13 @@ def test_receiver_api_cli_end_to_end(agent, tmp_path):
     assert tid in [x["id"] for x in json.loads(out.stdout)]
     out = cli("tickets", "note", str(tid), "replaced the disk", "-c", str(path), "--by", "bob")
     assert out.returncode == 0, out.stderr
+    # resolving by hand records why: no note, nothing changes
+    out = cli("tickets", "resolve", str(tid), "-c", str(path))
+    assert out.returncode == 2 and "the following arguments are required: --note" in out.stderr
+    for body in (b"{}", b'{"text": "  "}'):
+        code, reply, _ = a.request("POST", f"/api/v1/tickets/{tid}/resolve", body)
+        assert code == 400 and b"the cause and what was done" in reply
+    assert json.loads(a.get(f"/api/v1/tickets/{tid}")[1])["status"] == "acknowledged"
     out = cli("tickets", "close", str(tid), "-c", str(path))
     assert out.returncode == 0 and "closed" in out.stdout
     out = cli("tickets", "resolve", str(tid), "--note", "x", "-c", str(path))
@@ -199,6 +206,16 @@ def test_receiver_api_cli_end_to_end(agent, tmp_path):
     text = metrics.decode()
     assert 'opsagent_tickets_open{level="P1",status="open"}' in text
     assert "opsagent_tickets_sla_breaches_total" in text and "opsagent_outbox_entries" in text
+
+    # resolved by hand over the API: the note is the journal's record of cause and fix
+    post(a, json.dumps(payload(instance="db-3")).encode())
+    [t3] = [x for x in am_tickets(a) if x["instance"] == "db-3"]
+    note = b'{"text": "cause: disk failed; replaced it", "by": "alice"}'
+    code, reply, _ = a.request("POST", f"/api/v1/tickets/{t3['id']}/resolve", note)
+    assert code == 200 and json.loads(reply)["status"] == "resolved"
+    last = json.loads(a.get(f"/api/v1/tickets/{t3['id']}")[1])["journal"][-1]
+    assert (last["who"], last["kind"]) == ("alice", "resolved")
+    assert last["text"] == "cause: disk failed; replaced it"
 
     # secrets: not in the log, the store, the CLI output or any message sent
     a.stop()

@@ -112,6 +112,26 @@ def test_confirm_recovery_keeps_ticket_live(store):
     assert b.get(t["id"])["status"] == "resolved"
 
 
+def test_manual_resolve_needs_a_note_recovery_does_not(store):
+    b = book(store)
+    b.apply([ev("P2")], T0)
+    [t] = b.list_tickets()
+    for empty in ("", "  \n"):
+        with pytest.raises(UserError, match="needs a note: the cause and what was done"):
+            b.resolve(t["id"], "alice", T0 + 60, empty)
+    assert b.get(t["id"])["status"] == "open" and kinds(b, t["id"]) == ["opened"]  # nothing changed
+    b.resolve(t["id"], "alice", T0 + 60, "cause: log partition full; rotated and compressed old logs")
+    got = b.get(t["id"])
+    assert got["status"] == "resolved"
+    assert got["journal"][-1]["text"] == "cause: log partition full; rotated and compressed old logs"
+    # the alert recovering resolves with the automatic note
+    b.apply([ev("P2", instance="db-2")], T0)
+    b.apply([ev("P2", state="resolved", instance="db-2", at=T0 + 30)], T0 + 30)
+    auto = next(x for x in b.list_tickets() if x["instance"] == "db-2")
+    assert auto["status"] == "resolved"
+    assert b.get(auto["id"])["journal"][-1]["text"] == "auto-resolved: the alert recovered"
+
+
 def test_manual_transitions_and_clear_errors(store):
     b = book(store)
     b.apply([ev("P1")], T0)
@@ -123,7 +143,7 @@ def test_manual_transitions_and_clear_errors(store):
     b.note(tid, "alice", "replaced the disk", T0 + 70)
     b.close(tid, "bob", T0 + 80)
     with pytest.raises(IllegalTransition, match="already closed"):
-        b.resolve(tid, "bob", T0 + 90)
+        b.resolve(tid, "bob", T0 + 90, "too late")
     with pytest.raises(TicketNotFound, match="no ticket 999"):
         b.ack(999, "x", T0)
     with pytest.raises(UserError):
