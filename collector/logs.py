@@ -6,6 +6,9 @@ kept in ``ctx.state`` per file (see ``collector.logstate``), so a restart
 neither re-reads nor skips and counters survive it. Matching is RE2 (see
 ``collector.logscan``). The last matching records go to evidence for the
 ticket. Severity here only labels what a pattern finds; rules decide levels.
+The label is ``pattern_severity``, not ``severity``: an alert's ``severity``
+is its own (the rule sets it, Alertmanager routes on it) and would overwrite
+the series', so a ticket would no longer say what the pattern found.
 """
 
 from __future__ import annotations
@@ -348,7 +351,7 @@ class LogsCollector:
         yield READ_BYTES.sample(st.read_bytes, file=label)
         yield BACKLOG.sample(out.backlog, file=label)
         for name, sev in zip(g.names, g.severities):
-            yield MATCHES.sample(st.counts.get(name, 0.0), file=label, pattern=name, severity=sev)
+            yield MATCHES.sample(st.counts.get(name, 0.0), file=label, pattern=name, pattern_severity=sev)
             if name in st.last_match:
                 yield LAST_MATCH.sample(st.last_match[name], file=label, pattern=name)
         for kind, n in sorted(st.rotations.items()):
@@ -356,5 +359,5 @@ class LogsCollector:
         for i, records in sorted(kept.items()):
             for r in records:
                 text = record_text(r.text, cfg.max_line_bytes)
-                labels = {"file": label, "pattern": g.names[i], "severity": g.severities[i]}
+                labels = {"file": label, "pattern": g.names[i], "pattern_severity": g.severities[i]}
                 ctx.add_evidence(Evidence("log", text, labels, now))

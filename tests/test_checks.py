@@ -133,7 +133,8 @@ def test_log_matches_since_lookback_are_shown_with_the_last_line_made_inert() ->
     samples = [*healthy_samples(),
                Sample("opsagent_log_last_match_timestamp_seconds",
                       {"file": "/var/log/app.log", "pattern": "error"}, NOW - 600)]
-    ev = [Evidence("log", ESC_LINE, {"file": "/var/log/app.log", "pattern": "error", "severity": "error"})]
+    labels = {"file": "/var/log/app.log", "pattern": "error", "pattern_severity": "error"}
+    ev = [Evidence("log", ESC_LINE, labels)]
     r = report(samples, evidence=ev, previous_state={"log_matches": {"/var/log/app.log|error": 1}})
     [log] = by_item(r)["log /var/log/app.log"]
     assert log.status == "WARN"

@@ -80,16 +80,20 @@ def test_evidence_goes_to_the_alert_it_explains_best() -> None:
     board = EvidenceBoard(keep=3600)
     board.add(
         [
-            Evidence("log", "ERROR a", {"file": "/l", "pattern": "error", "severity": "error"}, T0),
+            Evidence("log", "ERROR a", {"file": "/l", "pattern": "error", "pattern_severity": "error"}, T0),
             Evidence("log", "cannot read /l", {"file": "/l"}, T0),
-            Evidence("log", "ERROR other", {"file": "/m", "pattern": "error", "severity": "error"}, T0),
+            Evidence("log", "ERROR other", {"file": "/m", "pattern": "error", "pattern_severity": "error"},
+                     T0),
             Evidence("business", "PAY FAIL 1", {"flow": "pay", "file": "/a"}, T0),
             Evidence("business", "PAY FAIL 2", {"flow": "pay", "file": "/b"}, T0 + 1),
         ],
         T0 + 1,
     )
-    # the rule sets severity itself (warning): only the series' labels count
-    alert = {"alertname": "LogErrorMessage", "file": "/l", "pattern": "error", "severity": "warning"}
+    # the rule sets severity itself (warning); the series' own is pattern_severity, kept on the alert
+    alert = {
+        "alertname": "LogErrorMessage", "file": "/l", "pattern": "error",
+        "pattern_severity": "error", "severity": "warning",
+    }
     assert [e.text for e in board.explaining(alert, {"severity"})] == ["ERROR a"]
     assert [e.text for e in board.explaining({"file": "/l"})] == ["cannot read /l"]
     assert [e.text for e in board.explaining({"flow": "pay"})] == ["PAY FAIL 2", "PAY FAIL 1"]

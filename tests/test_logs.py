@@ -50,8 +50,8 @@ def test_first_sight_starts_at_end_then_counts_appended_lines(tmp_path: Path) ->
     assert r.value(MATCHES, file=str(log), pattern="error") == 0
     append(log, "app: ERROR db timeout\nkernel: Out of memory: Killed process 42 (java)\nok line\n")
     r = h.run()
-    assert r.value(MATCHES, file=str(log), pattern="error", severity="error") == 1
-    assert r.value(MATCHES, file=str(log), pattern="oom_killer", severity="critical") == 1
+    assert r.value(MATCHES, file=str(log), pattern="error", pattern_severity="error") == 1
+    assert r.value(MATCHES, file=str(log), pattern="oom_killer", pattern_severity="critical") == 1
     assert r.value(MATCHES, file=str(log), pattern="panic") == 0
     assert r.value("opsagent_log_file_readable", file=str(log)) == 1
     texts = {(e.labels["pattern"], e.text) for e in r.evidence}

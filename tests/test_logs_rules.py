@@ -32,6 +32,7 @@ class Pipeline:
         run = self.h.run(STEP)
         self.history.append(run.samples, self.h.clock.t)
         alerts = self.ev.evaluate(self.history, self.h.clock.t)
+        self.labels = {a.name: dict(a.labels) for a in alerts}
         return {a.name: (a.level, a.state, dict(a.annotations)) for a in alerts}
 
 
@@ -52,6 +53,29 @@ def test_oom_kill_in_a_log_fires_a_p2_with_file_and_pattern(tmp_path: Path) -> N
     assert "oom_killer" in alerts["LogCriticalMessage"][2]["summary_zh"]
     # increase() extrapolates (1.055...): the text counts whole records
     assert alerts["LogErrorMessage"][2]["description"].startswith("1 record(s) matching pattern error")
+
+
+def test_log_alerts_keep_the_patterns_severity_beside_their_own(tmp_path: Path) -> None:
+    """The alert's severity (what routes and levels it) does not hide what the pattern found."""
+    log = tmp_path / "app.log"
+    log.write_text("")
+    p = Pipeline(LogsCollector(build(LogsConfig, f"files:\n  - paths: ['{log}']\n")), "logs.yml")
+    p.step()
+    p.step()
+    with log.open("a") as f:
+        f.write("kernel: Out of memory: Killed process 4242 (java)\n")
+        f.write("app: error writing cache\n")
+        f.write("sshd: Failed password for root from 192.0.2.7 port 22 ssh2\n" * 30)
+    alerts = p.step()
+    got = {
+        name: (alerts[name][0], p.labels[name]["severity"], p.labels[name]["pattern_severity"])
+        for name in ("LogCriticalMessage", "LogErrorMessage", "LogWarningBurst")
+    }
+    assert got == {
+        "LogCriticalMessage": ("P2", "error", "critical"),
+        "LogErrorMessage": ("P3", "warning", "error"),
+        "LogWarningBurst": ("P3", "warning", "warning"),
+    }
 
 
 def test_unreadable_log_fires_after_ten_minutes(tmp_path: Path) -> None:
@@ -118,7 +142,9 @@ def test_promtool_fires_log_critical_rule(tmp_path: Path) -> None:
         for rule in group["rules"]:
             rule.pop("annotations", None)  # templates are checked above; here: when and with which labels
     (tmp_path / "logs.yml").write_text(yaml.safe_dump(doc), encoding="utf-8")
-    series = 'opsagent_log_matches_total{file="/var/log/kern.log",pattern="oom_killer",severity="critical"}'
+    series = (
+        'opsagent_log_matches_total{file="/var/log/kern.log",pattern="oom_killer",pattern_severity="critical"}'
+    )
     (tmp_path / "test.yml").write_text(
         f"""rule_files: [logs.yml]
 evaluation_interval: 1m
@@ -136,6 +162,7 @@ tests:
         exp_alerts:
           - exp_labels:
               severity: error
+              pattern_severity: critical
               file: /var/log/kern.log
               pattern: oom_killer
 """,
