@@ -116,7 +116,7 @@ class RuleEvaluator:
         from rules.promql import Engine
 
         t0 = time.perf_counter()  # duration metric only; ``now`` drives all logic
-        engine = Engine(history)
+        engine = Engine(history, LOOKBACK)
         cache: dict[str, list[Series]] = {}
         errors: list[str] = []
         out: list[Alert] = []
@@ -361,3 +361,31 @@ def alert_samples(alerts: Iterable[Alert], ts: float) -> list[Sample]:
 def actionable(alerts: Iterable[Alert]) -> list[Alert]:
     """The alerts ticketing acts on: firing or resolved, not inhibited."""
     return [a for a in alerts if a.state in ("firing", "resolved") and not a.inhibited]
+
+
+# The engine's instant-selector lookback (rules.promql.Engine's default, as Prometheus').
+LOOKBACK = 300.0
+
+
+def history_needs(ruleset: RuleSet) -> dict[str, float] | None:
+    """Seconds of history the rules read behind the evaluation time, per metric name.
+
+    For ``History.set_keep``: a metric no rule reads needs only its newest point. None when
+    some selector names no metric (it may read any series), so everything must be kept.
+    """
+    from rules.promql.ast import lookbehind
+
+    needs: dict[str | None, float] = {}
+    for group in ruleset.groups:
+        for rule in group.rules:
+            exprs = [rule.parsed]
+            if isinstance(rule, AlertingRule):
+                exprs.append(rule.recover_parsed)
+            for e in exprs:
+                if e is None:
+                    continue
+                for name, seconds in lookbehind(e, LOOKBACK).items():
+                    needs[name] = max(seconds, needs.get(name, 0.0))
+    if None in needs:
+        return None
+    return {name: seconds for name, seconds in needs.items() if name is not None}

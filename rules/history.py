@@ -36,14 +36,15 @@ def is_stale(v: float) -> bool:
 class Ring:
     """The retained points of one series: timestamps in milliseconds and values, from ``start`` on."""
 
-    __slots__ = ("labels", "stale", "start", "ts", "vs")
+    __slots__ = ("keep_ms", "labels", "stale", "start", "ts", "vs")
 
-    def __init__(self, labels: dict[str, str]):
+    def __init__(self, labels: dict[str, str], keep_ms: float = math.inf):
         self.labels = labels  # includes __name__; shared, never mutated
         self.ts = array("d")
         self.vs = array("d")
         self.start = 0
         self.stale = 0  # staleness markers held, so readers skip filtering when there are none
+        self.keep_ms = keep_ms  # how far behind the newest append this series' points are read
 
     def add(self, t_ms: float, v: float) -> None:
         ts = self.ts
@@ -60,11 +61,18 @@ class Ring:
         if v != v and is_stale(v):
             self.stale += 1
 
-    def trim(self, cutoff_ms: float) -> None:
+    def trim(self, cutoff_ms: float, keep_last: bool = False) -> None:
+        """Drop points older than ``cutoff_ms`` (all but the newest one with ``keep_last``)."""
         ts = self.ts
         if self.start >= len(ts) or ts[self.start] >= cutoff_ms:
             return
         new_start = bisect_left(ts, cutoff_ms, self.start)
+        if keep_last and new_start >= len(ts):
+            # the newest point still answers instant selectors, and tells a series that
+            # went away (staleness marker) from one that is still reported
+            new_start = len(ts) - 1
+            if new_start <= self.start:
+                return
         if self.stale:
             self.stale -= sum(1 for i in range(self.start, new_start) if is_stale(self.vs[i]))
         self.start = new_start
@@ -120,12 +128,19 @@ def series_key(labels: Mapping[str, str]) -> SeriesKey:
 
 
 class History:
-    """Recent samples of every series, kept for ``retention`` seconds behind the newest point."""
+    """Recent samples of every series, kept for ``retention`` seconds behind the newest point.
 
-    def __init__(self, retention: float = 7200.0):
+    ``keep`` (seconds per metric name, see ``set_keep``) lets the rules stage keep of each
+    series only what its rules read: the disk-full forecast's 6 h of free bytes, 5 minutes of
+    a rate's counters, the newest point of series no rule reads over a range. Without it (the
+    default, and for rule unit tests) every series is kept for ``retention``.
+    """
+
+    def __init__(self, retention: float = 7200.0, keep: Mapping[str, float] | None = None):
         if retention <= 0:
             raise ValueError("retention must be positive")
         self.retention = retention
+        self.keep: dict[str, float] | None = dict(keep) if keep is not None else None
         self._series: dict[SeriesKey, Ring] = {}
         self._by_name: dict[str, dict[SeriesKey, Ring]] = {}
         self._sources: dict[str, set[SeriesKey]] = {}
@@ -145,11 +160,26 @@ class History:
             key = series_key(labels)
         ring = self._series.get(key)
         if ring is None:
-            ring = Ring(dict(labels))
+            ring = Ring(dict(labels), self._keep_ms(labels.get("__name__", "")))
             self._series[key] = ring
             self._by_name.setdefault(ring.labels.get("__name__", ""), {})[key] = ring
             self._bump()
         return ring
+
+    def _keep_ms(self, name: str) -> float:
+        if self.keep is None:
+            return math.inf
+        return self.keep.get(name, 0.0) * 1000
+
+    def set_keep(self, keep: Mapping[str, float] | None) -> None:
+        """Keep only ``keep[name]`` seconds (and the newest point) of each metric; None: everything.
+
+        Points already dropped do not come back: after a reload that makes a rule read
+        further back, that rule sees the longer range once the history has filled it.
+        """
+        self.keep = dict(keep) if keep is not None else None
+        for ring in self._series.values():
+            ring.keep_ms = self._keep_ms(ring.labels.get("__name__", ""))
 
     def _bump(self) -> None:
         self.generation += 1
@@ -171,7 +201,8 @@ class History:
         """
         t_ms = float(round(ts * 1000))
         seen: set[SeriesKey] = set()
-        cutoff = t_ms - self.retention * 1000
+        retention_ms = self.retention * 1000
+        cutoff = t_ms - retention_ms
         extra = dict(target_labels or {})
         known = self._appended
         extra_items = tuple(extra.items())
@@ -190,7 +221,11 @@ class History:
                 key, ring = hit
             seen.add(key)
             ring.add(float(round(s.ts * 1000)) if s.ts else t_ms, float(s.value))
-            ring.trim(cutoff)
+            keep_ms = ring.keep_ms
+            if keep_ms < retention_ms:
+                ring.trim(t_ms - keep_ms, keep_last=True)
+            else:
+                ring.trim(cutoff)
         previous = self._sources.get(source, set())
         for key in previous - seen:
             gone = self._series.get(key)
@@ -219,10 +254,17 @@ class History:
 
     def trim(self, now: float) -> None:
         """Forget points older than ``now - retention`` and series left empty."""
-        cutoff = now * 1000 - self.retention * 1000
+        newest_ms = now * 1000
+        retention_ms = self.retention * 1000
+        cutoff = newest_ms - retention_ms
         gone = []
         for key, ring in self._series.items():
-            ring.trim(cutoff)
+            if ring.keep_ms < retention_ms:
+                ring.trim(newest_ms - ring.keep_ms, keep_last=True)
+                if ring.last_ms() < cutoff:
+                    ring.trim(cutoff)
+            else:
+                ring.trim(cutoff)
             if not len(ring):
                 gone.append(key)
         for key in gone:

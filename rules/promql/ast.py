@@ -175,3 +175,38 @@ def unwrap(e: Expr) -> Expr:
     while isinstance(e, ParenExpr):
         e = e.expr
     return e
+
+
+def lookbehind(e: Expr, lookback: float) -> dict[str | None, float]:
+    """Seconds of history before the evaluation time that ``e`` reads, per metric name.
+
+    A range selector reads its range plus its offset; an instant selector the engine's
+    ``lookback`` plus its offset. The key ``None`` stands for selectors without a metric
+    name (``{job="x"}``), which may read any series.
+    """
+    out: dict[str | None, float] = {}
+
+    def need(sel: VectorSelector, seconds: float) -> None:
+        seconds = max(0.0, seconds + sel.offset)  # a negative offset looks forward
+        if seconds > out.get(sel.name, -1.0):
+            out[sel.name] = seconds
+
+    def walk(x: Expr | None) -> None:
+        if isinstance(x, MatrixSelector):
+            need(x.selector, x.range)
+        elif isinstance(x, VectorSelector):
+            need(x, lookback)
+        elif isinstance(x, (ParenExpr, UnaryExpr)):
+            walk(x.expr)
+        elif isinstance(x, BinaryExpr):
+            walk(x.lhs)
+            walk(x.rhs)
+        elif isinstance(x, AggregateExpr):
+            walk(x.param)
+            walk(x.expr)
+        elif isinstance(x, Call):
+            for a in x.args:
+                walk(a)
+
+    walk(e)
+    return out
