@@ -298,25 +298,30 @@ def scan_setuid(
                 continue
             visited.add((st_dir.st_dev, st_dir.st_ino))
             try:
-                entries = list(os.scandir(current))
+                # one entry at a time: a list of /usr/bin's thousands of entries was the
+                # collector's whole memory peak (and a new 1 MB pymalloc arena kept for good)
+                entries = os.scandir(current)
             except OSError:
                 continue
-            for e in entries:
-                seen += 1
-                if seen > max_files:
-                    return Snapshot(items, False, f"stopped after {max_files} files (setuid_max_files)")
-                if seen % 256 == 0 and monotonic() > end:
-                    return Snapshot(items, False, f"stopped at the {deadline:g}s deadline")
-                try:
-                    st = e.stat(follow_symlinks=False)
-                except OSError:
-                    continue
-                if stat.S_ISDIR(st.st_mode):
-                    if not one_filesystem or st.st_dev == top_st.st_dev:
-                        stack.append(e.path)
-                elif stat.S_ISREG(st.st_mode) and st.st_mode & (stat.S_ISUID | stat.S_ISGID):
-                    shown = "/" + os.path.relpath(e.path, root) if str(root) != "/" else e.path
-                    items.add(f"{shown} mode={stat.S_IMODE(st.st_mode):04o} uid={st.st_uid} gid={st.st_gid}")
+            with entries:
+                for e in entries:
+                    seen += 1
+                    if seen > max_files:
+                        return Snapshot(items, False, f"stopped after {max_files} files (setuid_max_files)")
+                    if seen % 256 == 0 and monotonic() > end:
+                        return Snapshot(items, False, f"stopped at the {deadline:g}s deadline")
+                    try:
+                        st = e.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    if stat.S_ISDIR(st.st_mode):
+                        if not one_filesystem or st.st_dev == top_st.st_dev:
+                            stack.append(e.path)
+                    elif stat.S_ISREG(st.st_mode) and st.st_mode & (stat.S_ISUID | stat.S_ISGID):
+                        shown = "/" + os.path.relpath(e.path, root) if str(root) != "/" else e.path
+                        items.add(
+                            f"{shown} mode={stat.S_IMODE(st.st_mode):04o} uid={st.st_uid} gid={st.st_gid}"
+                        )
     return Snapshot(items)
 
 
