@@ -174,14 +174,9 @@ class ScheduledCheck:
 
 def setup(cycle: Cycle) -> None:
     """Register a handler for each configured check name (component entry point, see agent.cycle)."""
-    from agent import evidence
-
     cfg = cycle.config
     for name in sorted(set(cfg.schedule.checks) | set(cfg.checks.profiles)):
         cycle.on_check(name, ScheduledCheck(cycle, name))
-    # Tickets need the collectors' evidence on their alerts; the stage goes right after the
-    # rules stage. (Its place is agent.cycle.COMPONENT_MODULES, after agent.rules_stage.)
-    evidence.setup(cycle)
 
 
 # ---------------------------------------------------------------- on demand

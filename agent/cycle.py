@@ -55,6 +55,7 @@ log = logging.getLogger("opsagent.cycle")
 # Modules with ``setup(cycle)``, in the order their stages run. Add yours here.
 COMPONENT_MODULES: tuple[str, ...] = (
     "agent.rules_stage",
+    "agent.evidence",  # the collectors' evidence onto firing alerts, before ticketing
     "agent.tickets_stage",
     "agent.checks_stage",
 )

@@ -115,9 +115,9 @@ class EvidenceStage:
 
 
 def setup(cycle: Any) -> None:
-    """Put the evidence stage right after the rules stage (before ticketing), if rules run."""
+    """Add the evidence stage after the rules stage (component entry point, see agent.cycle), if rules run."""
     rules_stage = getattr(cycle, "rules_stage", None)
     if rules_stage is None or rules_stage not in cycle.stages:
         return
     keep = max(float(cycle.config.rules.history), 3600.0)
-    cycle.stages.insert(cycle.stages.index(rules_stage) + 1, EvidenceStage(cycle, rules_stage, keep))
+    cycle.add_stage(EvidenceStage(cycle, rules_stage, keep))
