@@ -433,6 +433,12 @@ class RulesSection:
     evaluation_interval: Duration = Duration(30)
     # how much history rules can look back over (predict_linear uses 6h)
     history: Duration = Duration(6 * 3600)
+    # after a restart, pending/firing alerts resume their `for` timers (Prometheus'
+    # --rules.alert.for-outage-tolerance / --rules.alert.for-grace-period): not after
+    # an outage longer than this
+    for_outage_tolerance: Duration = Duration(3600)
+    # nor fire sooner than this after the restart unless they were firing before it
+    for_grace_period: Duration = Duration(600)
 
     def check(self) -> list[tuple[str, str]]:
         from rules.levels import check_matrix

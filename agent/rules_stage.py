@@ -12,24 +12,34 @@ old rules running. Across a good reload the new stage shares the running
 stage's history and, at its first evaluation (when the old cycle is gone),
 takes over the alert state of every unchanged rule, so ``for`` timers and
 forecasts do not start over.
+
+Across a restart the state goes through the store: the pending and firing
+alerts are written to ``alert_state`` after an evaluation that changed them
+(an alert started, fired, changed level or ended; otherwise only their
+``last_seen``, once a minute), read once at start-up and handed to the
+evaluator's ``restore`` at the first evaluation (Prometheus' ALERTS_FOR_STATE
+restoration; ``rules.for_outage_tolerance``, ``rules.for_grace_period``).
 """
 
 from __future__ import annotations
 
 import glob
+import json
 import logging
+import sqlite3
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from collector.model import Sample, counter, gauge
-from rules.evaluator import RuleEvaluator, actionable, alert_samples
+from rules.evaluator import RuleEvaluator, SavedAlert, actionable, alert_samples
 from rules.loader import RuleSet, RulesOptions, load_files, pack_paths
-from rules.model import Alert
+from rules.model import Alert, fingerprint
 
 if TYPE_CHECKING:
     from agent.config import Config
     from agent.cycle import Cycle
+    from agent.store import Store
 
 log = logging.getLogger("opsagent.rules")
 
@@ -44,6 +54,51 @@ LAST_EVAL = gauge("opsagent_rules_last_evaluation_timestamp_seconds", "When rule
 
 # The running stage per state file: a reloaded configuration's stage takes over from it.
 _running: dict[str, RulesStage] = {}
+
+# While alerts stay as they are, their rows' last_seen is refreshed this often: after a
+# crash the outage counts from at most this much before it (a clean stop writes it exactly).
+LAST_SEEN_EVERY = 60.0
+
+
+def read_alert_states(store: Store) -> list[SavedAlert]:
+    """The alerts the previous run left pending or firing (``alert_state``); a bad row is skipped."""
+    with store.read() as db:
+        rows = db.execute(
+            "SELECT rule_file, rule_group, rule_name, rule_expr, labels, state, active_at, fired_at,"
+            " level, last_seen FROM alert_state"
+        ).fetchall()
+    out: list[SavedAlert] = []
+    for r in rows:
+        try:
+            labels = json.loads(r["labels"])
+            if not isinstance(labels, dict):
+                raise ValueError("labels are not an object")
+        except ValueError as e:
+            log.warning("alert state row skipped", extra={"rule": r["rule_name"], "error": str(e)})
+            continue
+        out.append(SavedAlert(
+            (r["rule_file"], r["rule_group"], r["rule_name"], r["rule_expr"]),
+            {str(k): str(v) for k, v in labels.items()}, r["state"], float(r["active_at"]),
+            None if r["fired_at"] is None else float(r["fired_at"]), r["level"], float(r["last_seen"]),
+        ))
+    return out
+
+
+def write_alert_states(store: Store, alerts: list[SavedAlert]) -> None:
+    """Replace ``alert_state`` with ``alerts`` in one transaction."""
+    rows = [(*a.rule, fingerprint(a.labels), json.dumps(dict(a.labels), sort_keys=True), a.state,
+             a.active_at, a.fired_at, a.level, a.last_seen) for a in alerts]
+    with store.tx() as db:
+        db.execute("DELETE FROM alert_state")
+        db.executemany("INSERT INTO alert_state (rule_file, rule_group, rule_name, rule_expr, fingerprint,"
+                       " labels, state, active_at, fired_at, level, last_seen)"
+                       " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+
+def touch_alert_states(store: Store, now: float) -> None:
+    """Mark every saved alert as still active at ``now``."""
+    with store.tx() as db:
+        db.execute("UPDATE alert_state SET last_seen = ? WHERE last_seen < ?", (now, now))
 
 
 def rules_options(cfg: Config) -> RulesOptions:
@@ -99,6 +154,10 @@ class RulesStage:
         key: str = "",
         target_labels: Mapping[str, str] | None = None,
         slack: float = 0.0,
+        store: Store | None = None,
+        restore: list[SavedAlert] | None = None,
+        outage_tolerance: float = 3600.0,
+        grace: float = 600.0,
     ):
         from rules.evaluator import history_needs
         from rules.history import History
@@ -121,6 +180,14 @@ class RulesStage:
         self._previous = previous
         self.alerts: list[Alert] = list(previous.alerts) if previous is not None else []
         self.last_eval: float | None = previous.last_eval if previous is not None else None
+        # alert state across restarts: None = not kept (no store)
+        self.store = store
+        self._to_restore = restore
+        self.outage_tolerance = outage_tolerance
+        self.grace = grace
+        self._saved_changes = -1  # the evaluator's change count last written; -1: write at once
+        self._saved_at = 0.0
+        self._saved_any = False
 
     @property
     def ruleset(self) -> RuleSet:
@@ -134,6 +201,11 @@ class RulesStage:
     def __call__(self, samples: list[Sample], now: float) -> None:
         if self._previous is not None or _running.get(self.key) is not self:
             self._take_over()
+        if self._to_restore is not None:
+            n = self.evaluator.restore(self._to_restore, now, self.outage_tolerance, self.grace)
+            if self._to_restore:
+                log.info("alert state restored", extra={"saved": len(self._to_restore), "resumable": n})
+            self._to_restore = None
         self.history.append(samples, now, source="cycle", target_labels=self.target_labels)
         due = self._force or self.last_eval is None or (
             now - self.last_eval >= self.interval - self.slack - 1e-6
@@ -151,6 +223,24 @@ class RulesStage:
         if self.evaluator.failures_total > before:
             log.warning("rules evaluated with failures",
                         extra={"failures": self.evaluator.failures_total - before})
+        self._save(now)
+
+    def _save(self, now: float) -> None:
+        """Write the alert state when it changed, else refresh last_seen at most once a minute."""
+        if self.store is None:
+            return
+        try:
+            if self.evaluator.changes != self._saved_changes:
+                saved = self.evaluator.saved_alerts(now)
+                write_alert_states(self.store, saved)
+                self._saved_changes, self._saved_at = self.evaluator.changes, now
+                self._saved_any = bool(saved)
+            elif self._saved_any and now - self._saved_at >= LAST_SEEN_EVERY:
+                touch_alert_states(self.store, now)
+                self._saved_at = now
+        except sqlite3.Error as e:  # a full disk must not stop alerting; the next change retries
+            self._saved_changes = -1
+            log.error("alert state not saved", extra={"error": str(e)})
 
     def before_check(self) -> None:
         """Evaluate at the next cycle whether due or not: a named check reports current alerts."""
@@ -172,13 +262,22 @@ class RulesStage:
         if self._previous is not None:
             self.evaluator.adopt(self._previous.evaluator)
             self.evaluator.failures_total = self._previous.evaluator.failures_total
+            if self._to_restore is None:  # reloaded before the start-up state was applied
+                self._to_restore = self._previous._to_restore
             self._previous = None
         self.history.retention = self.retention
         self.history.set_keep(self.keep)
         _running[self.key] = self
 
     def close(self) -> None:
-        """Nothing to release; a reloaded stage takes over the history and state."""
+        """Record when the alerts were last seen active (a stop); a reloaded stage takes over the rest."""
+        if self.store is None or not self._saved_any or self.last_eval is None:
+            return
+        if self.last_eval > self._saved_at:
+            try:
+                touch_alert_states(self.store, self.last_eval)
+            except sqlite3.Error as e:
+                log.error("alert state not saved", extra={"error": str(e)})
 
 
 def setup(cycle: Cycle) -> None:
@@ -186,11 +285,16 @@ def setup(cycle: Cycle) -> None:
     cfg = cycle.config
     key = str(cfg.agent.state_file)
     ruleset = load_rules(cfg)  # ConfigError: the daemon keeps the running cycle and its rules
+    previous = _running.get(key)
+    store = getattr(cycle, "store", None)
+    # start-up: resume what the previous run left; a reload hands the state over in-process
+    saved = read_alert_states(store) if store is not None and previous is None else None
     stage = RulesStage(
         ruleset, rules_options(cfg), retention=float(cfg.rules.history),
-        interval=float(cfg.rules.evaluation_interval), previous=_running.get(key), key=key,
+        interval=float(cfg.rules.evaluation_interval), previous=previous, key=key,
         target_labels={"instance": cfg.agent.instance_name},
-        slack=float(cfg.schedule.interval) / 2,
+        slack=float(cfg.schedule.interval) / 2, store=store, restore=saved,
+        outage_tolerance=float(cfg.rules.for_outage_tolerance), grace=float(cfg.rules.for_grace_period),
     )
     cycle.rules_stage = stage  # type: ignore[attr-defined]
     cycle.add_stage(stage)

@@ -10,6 +10,10 @@ flapping (a flapping alert stays firing, marked, rather than resolving and
 firing again). A resolved alert is returned by exactly one evaluation and
 then forgotten (Prometheus keeps it 15 minutes to re-send to Alertmanager;
 the ticketing layer records it on the first report instead).
+
+Across a restart the caller saves ``saved_alerts()`` and hands them to
+``restore()`` of the new evaluator, which applies them at each rule's first
+evaluation as Prometheus' ``RestoreForState`` does (see :func:`restored_active_at`).
 """
 
 from __future__ import annotations
@@ -50,6 +54,57 @@ class _RuleState:
     # per alert identity: did the condition hold, for the last ``flap_window`` evaluations
     results: dict[LabelKey, deque[bool]] = field(default_factory=dict)
     flapping: set[LabelKey] = field(default_factory=set)
+
+
+@dataclass(frozen=True, slots=True)
+class SavedAlert:
+    """An active alert as kept across a restart (the store's ``alert_state`` row).
+
+    ``rule`` is the rule's key (file, group, name, expression): a rule changed
+    meanwhile starts over, as on a reload. ``labels`` are the identifying
+    labels (without ``level``); ``last_seen`` is when the alert was last known
+    to be active (Prometheus: the last ALERTS_FOR_STATE sample).
+    """
+
+    rule: tuple[str, str, str, str]
+    labels: Mapping[str, str]
+    state: AlertState
+    active_at: float
+    fired_at: float | None
+    level: str | None
+    last_seen: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Restored:
+    active_at: float
+    fired_at: float | None
+
+
+def restored_active_at(
+    saved: SavedAlert, for_: float, now: float, outage_tolerance: float, grace: float
+) -> float | None:
+    """The ``active_at`` an alert active again after a restart at ``now`` resumes from; None: start over.
+
+    Prometheus' RestoreForState (rules/group.go), with ``last_seen`` as the
+    time it went down: nothing is restored after an outage longer than
+    ``outage_tolerance``; an alert that was firing keeps its ``active_at``
+    (it fires again at once); a pending one whose ``for`` is shorter than
+    ``grace`` starts over; one that would fire within ``grace`` of the restart
+    fires at ``now + grace``; any other resumes its pending time (``active_at``
+    moved later by the outage), so a restart never fires an alert earlier
+    than its ``for`` allows.
+    """
+    if now - saved.last_seen > outage_tolerance or saved.active_at > now:
+        return None
+    remaining = for_ - (saved.last_seen - saved.active_at)
+    if remaining <= 0:
+        return saved.active_at
+    if for_ < grace:
+        return None
+    if remaining < grace:
+        return now + grace - for_
+    return saved.active_at + (now - saved.last_seen)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +153,11 @@ class RuleEvaluator:
         self.failures_total = 0
         self.last_duration = 0.0
         self.last_errors: list[str] = []
+        # bumped whenever an alert starts, fires, changes level or ends: what saved_alerts()
+        # returns changed, so the caller writes the store only then
+        self.changes = 0
+        # per rule: what restore() found for its alerts, applied at the rule's next evaluation
+        self._restore: dict[tuple[str, str, str, str], dict[LabelKey, _Restored]] = {}
 
     def replace(self, ruleset: RuleSet) -> None:
         """Use new rules; alert state survives for rules that did not change."""
@@ -110,6 +170,40 @@ class RuleEvaluator:
         keys = {r.key for r in self.ruleset.alerting_rules}
         self._state.update({k: v for k, v in other._state.items() if k in keys})
         self._group_last.update(other._group_last)
+        # a reload before some rule's first evaluation after start-up: its restore still applies
+        self._restore.update({k: v for k, v in other._restore.items() if k in keys})
+
+    def restore(
+        self, saved: Iterable[SavedAlert], now: float, outage_tolerance: float, grace: float
+    ) -> int:
+        """Take the alert state a previous run saved (start-up only; a reload uses ``adopt``).
+
+        Each rule's next evaluation applies it to the alerts that are active
+        again then; the others are forgotten, as in Prometheus. Returns how
+        many alerts may resume (of rules still loaded, within the tolerance).
+        """
+        rules = {r.key: r for r in self.ruleset.alerting_rules}
+        self._restore = {}
+        count = 0
+        for s in saved:
+            rule = rules.get(s.rule)
+            if rule is None:
+                continue
+            active_at = restored_active_at(s, rule.for_, now, outage_tolerance, grace)
+            if active_at is None:
+                continue
+            fired_at = s.fired_at if s.state == "firing" and active_at == s.active_at else None
+            self._restore.setdefault(rule.key, {})[_key(s.labels)] = _Restored(active_at, fired_at)
+            count += 1
+        return count
+
+    def saved_alerts(self, now: float) -> list[SavedAlert]:
+        """The pending and firing alerts as of ``now``, for the store (see ``restore``)."""
+        out: list[SavedAlert] = []
+        for key, st in self._state.items():
+            for ident, a in st.active.items():
+                out.append(SavedAlert(key, dict(ident), a.state, a.active_at, a.fired_at, a.level, now))
+        return out
 
     def evaluate(self, history: Any, now: float) -> list[Alert]:
         """Evaluate every due group at ``now``; return pending, firing and just-resolved alerts."""
@@ -198,11 +292,19 @@ class RuleEvaluator:
                 raise ValueError("vector contains metrics with the same labelset after applying alert labels")
             holding[ident] = (s, labels, level)
 
+        restored = self._restore.pop(rule.key, None) if self._restore else None
         for ident, (s, labels, level) in holding.items():
             a = st.active.get(ident)
             if a is None:
-                a = _Active(labels, _key(_without_name(s.labels)), s.value, level, "pending", now)
+                r = restored.get(ident) if restored else None
+                a = _Active(labels, _key(_without_name(s.labels)), s.value, level, "pending",
+                            r.active_at if r else now)
+                if r is not None and r.fired_at is not None and now - r.active_at >= rule.for_ - 1e-9:
+                    a.state, a.fired_at = "firing", r.fired_at  # fired before the restart: the same firing
                 st.active[ident] = a
+                self.changes += 1
+            elif a.level != level:
+                self.changes += 1
             a.labels, a.value, a.level = labels, s.value, level
             a.series = _key(_without_name(s.labels))
             a.keep_firing_since = None
@@ -242,13 +344,16 @@ class RuleEvaluator:
             if ident in holding or ident in kept:
                 if a.state == "pending" and now - a.active_at >= rule.for_ - 1e-9:
                     a.state, a.fired_at = "firing", now
+                    self.changes += 1
                 out.append(self._make(rule, ident, a, st))
             elif a.state == "pending":
                 del st.active[ident]
+                self.changes += 1
             elif ident in st.flapping:
                 out.append(self._make(rule, ident, a, st))  # flapping: stays firing, not re-fired
             else:
                 del st.active[ident]
+                self.changes += 1
                 out.append(_replace_state(self._make(rule, ident, a, st), "resolved", now))
         return out
 
