@@ -224,7 +224,7 @@ def test_the_stage_writes_on_change_and_a_new_stage_resumes_from_the_store(tmp_p
 def test_real_daemon_keeps_a_firing_alert_and_its_ticket_across_a_restart(tmp_path):
     rules_file = tmp_path / "hold.yml"
     rules_file.write_text("groups:\n- name: t\n  rules:\n  - alert: HoldProbe\n    expr: vector(1)\n"
-                          "    for: 1m\n    labels: {severity: warning}\n")
+                          "    for: 5s\n    labels: {severity: warning}\n")
     cfg = example_config(tmp_path, schedule={"interval": "1s"}, tickets={"reconcile_after": "2s"},
                          rules={"packs": False, "files": [str(rules_file)], "evaluation_interval": "0s"})
     path = write_config(tmp_path / "c.yaml", cfg)
