@@ -32,6 +32,10 @@ from typing import Any
 HEAD_BYTES = 1024  # how much of a file's start identifies it
 CHUNK_BYTES = 8 << 20  # read size: big blocks keep the per-block cost negligible
 _TAIL_PROBE = 64 << 10  # how far back to look for a line start when starting at the end
+# Read at most what the file holds plus this: os.pread allocates the whole requested
+# size up front, and an 8 MiB request per watched file per cycle (mostly for nothing
+# appended) left glibc's heaps holding megabytes they never gave back (issue 2).
+READ_SLACK = 64 << 10
 # The suffix logrotate gives a rotated, uncompressed file: ".1", "-20240101", "-2024010112".
 ROTATED_NAME = re.compile(r"\.[0-9]+|-[0-9]{8}(?:[0-9]{2})?")
 
@@ -336,14 +340,20 @@ class LogReader:
         offset = pos.offset
         while self.budget.left > 0:
             want = min(self.chunk_bytes, self.budget.left)
+            ask = min(want, max(0, size - offset) + READ_SLACK)
             try:
-                buf = os.pread(fd, want, offset)
+                buf = os.pread(fd, ask, offset)
             except OSError as e:
                 if e.errno == errno.EAGAIN:
                     break
                 raise Unreadable(f"cannot read {path}: {e.strerror or e}") from None
             if not buf:
                 break
+            if len(buf) == ask < want:
+                # it grew past the size seen (plus slack) while being read: the next
+                # read asks for all of it; a line cut here waits like any partial line
+                with contextlib.suppress(OSError):
+                    size = max(size, os.fstat(fd).st_size)
             nl = buf.rfind(b"\n")
             if len(buf) < want and final and nl != len(buf) - 1:
                 buf += b"\n"  # the rotated file's last line, never to be finished
