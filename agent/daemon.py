@@ -38,6 +38,7 @@ from agent.cycle import Cycle, last_check_runs, mark_interrupted, record_skipped
 from agent.errors import UserError
 from agent.exporter import Exporter, Request, Response, Route
 from agent.logging import setup_logging
+from agent.malloc import pin_malloc_thresholds
 from agent.schedule import CheckSpec, plan
 from agent.store import Store, StoreError, StoreKeyValue
 from collector.model import Sample, counter, gauge
@@ -221,6 +222,7 @@ class Daemon:
 
     def run(self) -> int:
         """Open, serve until stopped, close. Returns the exit code."""
+        pin_malloc_thresholds()  # before the threads start: see agent.malloc
         self.open()
         assert self.exporter is not None and self.cycle is not None
         # collect before serving: the socket already queues scrapes, and the first
