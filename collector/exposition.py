@@ -35,23 +35,39 @@ class _LabelCache:
     """Rendered ``{k="v",...}`` strings by label set, reused across cycles.
 
     Most series keep their labels from one cycle to the next, so sorting and
-    escaping them once saves most of the rendering work. Bounded: cleared
-    when it outgrows ``limit`` (churning labels just fall back to rendering).
+    escaping them once saves most of the rendering work. Bounded by what the
+    renders use: a label value that changes every cycle (a pid, a duration)
+    would otherwise add an entry per cycle -- ~0.5 KB each, 10 MB before the
+    old clear-at-20,000 rule kicked in, and pymalloc keeps such memory. When
+    the cache holds more than twice the label sets of the last render, it
+    starts a new generation: entries used since move over, the rest go at the
+    next turn.
     """
 
-    def __init__(self, limit: int = 20000):
-        self.limit = limit
+    def __init__(self, floor: int = 256):
+        self.floor = floor
         self.d: dict[tuple[tuple[str, str], ...], tuple[tuple[tuple[str, str], ...], str]] = {}
+        self.old: dict[tuple[tuple[str, str], ...], tuple[tuple[tuple[str, str], ...], str]] = {}
+
+    def __len__(self) -> int:
+        return len(self.d) + len(self.old)
 
     def get(self, labels: tuple[tuple[str, str], ...]) -> tuple[tuple[tuple[str, str], ...], str]:
         hit = self.d.get(labels)
         if hit is None:
-            key = tuple(sorted(labels))
-            text = "{" + ",".join(f'{k}="{_escape_label(v)}"' for k, v in key) + "}" if key else ""
-            if len(self.d) >= self.limit:
-                self.d.clear()
-            hit = self.d[labels] = (key, text)
+            hit = self.old.pop(labels, None)
+            if hit is None:
+                key = tuple(sorted(labels))
+                text = "{" + ",".join(f'{k}="{_escape_label(v)}"' for k, v in key) + "}" if key else ""
+                hit = (key, text)
+            self.d[labels] = hit
         return hit
+
+    def settle(self, used: int) -> None:
+        """After a render of ``used`` samples: turn a generation when the cache outgrew them."""
+        if len(self.d) > 2 * used + self.floor:
+            self.old = self.d
+            self.d = {}
 
 
 _LABELS = _LabelCache()
@@ -76,7 +92,9 @@ def render(samples: Iterable[Sample]) -> str:
     """
     fams: dict[str, dict[tuple[tuple[str, str], ...], tuple[str, float]]] = {}
     labels_of = _LABELS.get
+    used = 0
     for s in samples:
+        used += 1
         key, text = labels_of(tuple(s.labels.items()))
         fam = fams.get(s.name)
         if fam is None:
@@ -89,4 +107,5 @@ def render(samples: Iterable[Sample]) -> str:
         for key in sorted(fam):
             text, value = fam[key]
             out.append(f"{name}{text} {format_value(value)}\n")
+    _LABELS.settle(used)
     return "".join(out)

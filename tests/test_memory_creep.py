@@ -101,3 +101,17 @@ sys.argv[1:] = ["started"]
                        cwd=ROOT, timeout=60, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert r.returncode == 0, r.stderr
     assert float(r.stdout.split()[-1]) < 2.0
+
+
+def test_a_label_that_changes_every_cycle_does_not_grow_the_rendering_cache() -> None:
+    # a pid or a duration as a label value: a new series every cycle, for years
+    from collector import exposition
+    from collector.model import Sample
+
+    stable = [Sample("node_load1", {"instance": f"h{i}"}, float(i)) for i in range(300)]
+    for cycle in range(5000):
+        churn = Sample("probe_worker_cpu", {"pid": str(100000 + cycle), "probe": "app"}, 1.0)
+        text = exposition.render([*stable, churn])
+        assert f'probe_worker_cpu{{pid="{100000 + cycle}",probe="app"}} 1\n' in text
+    assert 'node_load1{instance="h7"} 7\n' in text and text.count("probe_worker_cpu{") == 1
+    assert len(exposition._LABELS) < 3 * (len(stable) + 1) + 2 * 256  # bounded by one render, not by 5000
