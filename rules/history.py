@@ -27,6 +27,10 @@ _STALE_BYTES = struct.pack("<d", STALE_NAN)
 
 SeriesKey = tuple[tuple[str, str], ...]
 
+# How long a series that went away is remembered at least when the rules keep less of it:
+# Prometheus' lookback, so the staleness marker still tells it from a series never seen.
+GONE_GRACE_MS = 300_000.0
+
 
 def is_stale(v: float) -> bool:
     """True for Prometheus' staleness marker (and not for an ordinary NaN)."""
@@ -261,7 +265,16 @@ class History:
         for key, ring in self._series.items():
             if ring.keep_ms < retention_ms:
                 ring.trim(newest_ms - ring.keep_ms, keep_last=True)
-                if ring.last_ms() < cutoff:
+                last = ring.last_ms()
+                unseen_since = newest_ms - max(ring.keep_ms, GONE_GRACE_MS)
+                if len(ring) and last < unseen_since and is_stale(ring.vs[-1]):
+                    # gone (its newest point is the staleness marker) longer ago than any rule
+                    # reads back: invisible to every query, so forgotten now rather than after
+                    # the whole retention -- a label that changes every cycle (a pid) would
+                    # otherwise hold retention / interval series (1,440 in 6 h at 15 s)
+                    gone.append(key)
+                    continue
+                if last < cutoff:
                     ring.trim(cutoff)
             else:
                 ring.trim(cutoff)

@@ -115,3 +115,21 @@ def test_a_label_that_changes_every_cycle_does_not_grow_the_rendering_cache() ->
         assert f'probe_worker_cpu{{pid="{100000 + cycle}",probe="app"}} 1\n' in text
     assert 'node_load1{instance="h7"} 7\n' in text and text.count("probe_worker_cpu{") == 1
     assert len(exposition._LABELS) < 3 * (len(stable) + 1) + 2 * 256  # bounded by one render, not by 5000
+
+
+def test_series_of_a_label_that_changes_every_cycle_are_forgotten_once_no_rule_can_see_them() -> None:
+    from collector.model import Sample
+    from rules.history import History
+    from rules.promql import Engine, parse
+
+    h = History(6 * 3600, keep={"worker_cpu": 600.0})  # the rules read 10 min of it
+    for i in range(1440):  # 6 h of 15 s cycles, a new pid every cycle
+        t = 1000 + 15 * i
+        h.append([Sample("worker_cpu", {"pid": str(100000 + i)}, 1.0), Sample("up", {}, 1.0)], t, "c")
+    # what a rule sees is unchanged: the pids of the last 10 minutes, the newest one current
+    e = Engine(h)
+    now = 1000 + 15 * 1439
+    assert e.instant(parse("count(count_over_time(worker_cpu[10m]))"), now)[0].value == 41  # type: ignore[index,union-attr]
+    assert [s.labels["pid"] for s in e.instant(parse("worker_cpu"), now)] == ["101439"]  # type: ignore[union-attr]
+    # held: 10 min (+ a sweep) of pids, not 6 h of them (1,440 series)
+    assert len(h) < 60
