@@ -26,9 +26,9 @@ Extension points (the rules engine, ticketing and the daily checks use these):
 * **Components.** A module listed in :data:`COMPONENT_MODULES` defines
   ``setup(cycle: Cycle) -> None`` and uses ``cycle.config``,
   ``cycle.store``, ``cycle.add_stage``, ``cycle.add_route`` and
-  ``cycle.on_check``. A module that does not exist yet is skipped. On a
-  config reload the cycle is rebuilt from scratch (``close()`` is called on
-  the old stages): keep durable state in the store, not in memory.
+  ``cycle.on_check``. On a config reload the cycle is rebuilt from scratch
+  (``close()`` is called on the old stages): keep durable state in the
+  store, not in memory.
 """
 
 from __future__ import annotations
@@ -154,15 +154,9 @@ class Cycle:
         self.check_handlers.setdefault(name, []).append(handler)
 
     def load_components(self, modules: tuple[str, ...] = COMPONENT_MODULES) -> None:
-        """Call ``setup(self)`` of each component module that exists."""
+        """Call ``setup(self)`` of each component module."""
         for name in modules:
-            try:
-                mod = importlib.import_module(name)
-            except ModuleNotFoundError as e:
-                if e.name == name:  # that part is not built yet
-                    continue
-                raise
-            mod.setup(self)
+            importlib.import_module(name).setup(self)
 
     def _context(self, job: Job) -> Context:
         return Context(
