@@ -7,7 +7,6 @@ import gzip
 import http.client
 import socket
 import ssl
-import subprocess
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ import pytest
 from daemon_harness import Agent, cli, example_config, free_port, wait_for, write_config
 
 from agent.exporter import Exporter, Request, Response, Route, is_loopback
+from tests.loopback import loopback_cert
 
 
 @pytest.fixture(scope="module")
@@ -88,35 +88,8 @@ def test_port_in_use_is_a_one_line_error(tmp_path: Path) -> None:
     ]
 
 
-def _make_cert(tmp: Path) -> tuple[Path, Path]:
-    cert, key = tmp / "tls.crt", tmp / "tls.key"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
-
-
 def test_tls_and_basic_auth(tmp_path: Path) -> None:
-    cert, key = _make_cert(tmp_path)
+    cert, key = loopback_cert(tmp_path, days=1)
     hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode()
     cfg = example_config(
         tmp_path,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
@@ -24,6 +23,7 @@ from collector.exposition import render
 from collector.model import Sample
 from collector.registry import Context, discover
 from collector.runner import Job, Runner
+from tests.loopback import free_port
 
 HOST_COLLECTORS = (
     "cpu", "diskstats", "filesystem", "hwmon", "load", "meminfo", "netdev", "stat", "time", "timex", "uname",
@@ -46,12 +46,6 @@ def node_exporter_binary() -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return next((f for f in files if f.endswith("/prometheus-node-exporter") and Path(f).is_file()), None)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def scrape(url: str) -> str:

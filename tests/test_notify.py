@@ -6,7 +6,6 @@ import hashlib
 import hmac
 import socket
 import ssl
-import subprocess
 import time
 from types import SimpleNamespace
 
@@ -15,6 +14,7 @@ import pytest
 from agent.notify import DeliveryError, build_notifier
 from agent.notify.templates import render
 from collector.schema import Duration, Secret
+from tests.loopback import free_port, loopback_cert
 
 MSG = {
     "event": "opened",
@@ -155,38 +155,7 @@ def test_connection_refused_and_timeout_are_retried(receiver_factory):
 
 @pytest.fixture(scope="module")
 def tls_files(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tls")
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            str(d / "key.pem"),
-            "-out",
-            str(d / "cert.pem"),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return d / "cert.pem", d / "key.pem"
-
-
-def _free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+    return loopback_cert(tmp_path_factory.mktemp("tls"))
 
 
 class Inbox:
@@ -212,7 +181,7 @@ def smtp_server(tls_files, implicit=False, password="s3cret-pw"):
 
     inbox = Inbox()
     # with implicit TLS aiosmtpd does not count the session as TLS for AUTH; it is TLS anyway
-    kw = dict(hostname="127.0.0.1", port=_free_port(), authenticator=auth, auth_require_tls=not implicit)
+    kw = dict(hostname="127.0.0.1", port=free_port(), authenticator=auth, auth_require_tls=not implicit)
     if implicit:
         c = Controller(inbox, ssl_context=ctx, **kw)
     else:

@@ -29,6 +29,7 @@ from collector.probes import (
 )
 from collector.registry import Context, Paths
 from collector.schema import Builder, Duration, Regex, compose
+from tests.loopback import free_port
 
 
 def make_cert(tmp: Path, days: float, name: str = "localhost") -> tuple[Path, Path, float]:
@@ -90,12 +91,6 @@ def http_server() -> Iterator[int]:
     yield srv.server_address[1]
     srv.shutdown()
     srv.server_close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def run(*targets: ProbeTarget, paths: Paths | None = None) -> tuple[list[Sample], Context]:
