@@ -156,39 +156,10 @@ def test_missed_check_runs_once_at_startup_and_state_survives_restart(tmp_path: 
     assert sorted(runs()) == [("evening", "skipped"), ("morning", "ok")]
 
 
-def test_example_config_does_not_import_ssh_or_snmp_clients(tmp_path: Path) -> None:
-    cfg = example_config(tmp_path)
-    path = write_config(tmp_path / "c.yaml", cfg)
-    script = f"""
-import sys, time
-from pathlib import Path
-from agent.config import load_config
-from agent.daemon import Daemon
-d = Daemon(load_config({str(path)!r}), Path({str(path)!r}))
-d.open()
-d.cycle.collect(None, time.time())
-d.close()
-heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('paramiko', 'pysnmp', 'prometheus_client'))
-print(heavy)
-"""
-    r = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
-    )
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "[]"
-
-
-def test_example_daemon_keeps_costly_stdlib_modules_out(tmp_path: Path) -> None:
-    # each of these maps a shared library or loads a large module into every
-    # running agent (ssl/hashlib: libcrypto; shutil: libbz2, liblzma; idna:
-    # unicodedata) although the example configuration needs none of them
-    cfg = example_config(tmp_path)
-    path = write_config(tmp_path / "c.yaml", cfg)
+def _modules_loaded_by_example_daemon(tmp_path: Path, probe: str) -> str:
+    """Run the example daemon's parse, open, one collection and close in a fresh interpreter,
+    then ``probe`` (Python printing what it found in sys.modules); return what it printed."""
+    path = write_config(tmp_path / "c.yaml", example_config(tmp_path))
     script = f"""
 import sys, time
 from pathlib import Path
@@ -200,9 +171,7 @@ d = Daemon(load_config({str(path)!r}), Path({str(path)!r}))
 d.open()
 d.cycle.collect(None, time.time())
 d.close()
-costly = ("ssl", "_ssl", "_hashlib", "hmac", "http", "email", "shutil", "bz2", "lzma", "tempfile",
-          "difflib", "getpass", "platform", "subprocess", "encodings.idna", "unicodedata")
-print(sorted(m for m in sys.modules if m in costly or m.split('.')[0] in costly))
+{probe}
 """
     r = subprocess.run(
         [sys.executable, "-c", script],
@@ -213,4 +182,22 @@ print(sorted(m for m in sys.modules if m in costly or m.split('.')[0] in costly)
         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
     )
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "[]"
+    return r.stdout.strip()
+
+
+def test_example_config_does_not_import_ssh_or_snmp_clients(tmp_path: Path) -> None:
+    probe = "heavy = ('paramiko', 'pysnmp', 'prometheus_client')\n" \
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))"
+    assert _modules_loaded_by_example_daemon(tmp_path, probe) == "[]"
+
+
+def test_example_daemon_keeps_costly_stdlib_modules_out(tmp_path: Path) -> None:
+    # each of these maps a shared library or loads a large module into every
+    # running agent (ssl/hashlib: libcrypto; shutil: libbz2, liblzma; idna:
+    # unicodedata) although the example configuration needs none of them
+    probe = """
+costly = ("ssl", "_ssl", "_hashlib", "hmac", "http", "email", "shutil", "bz2", "lzma", "tempfile",
+          "difflib", "getpass", "platform", "subprocess", "encodings.idna", "unicodedata")
+print(sorted(m for m in sys.modules if m in costly or m.split('.')[0] in costly))
+"""
+    assert _modules_loaded_by_example_daemon(tmp_path, probe) == "[]"
